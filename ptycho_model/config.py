@@ -1,0 +1,412 @@
+"""One nested, typed run configuration whose ``/``-joined paths are the names everywhere.
+
+``optim/lr`` is ``cfg.optim.lr`` in code, ``config["optim"]["lr"]`` in a Tune trial, an Optuna
+parameter name in a search space and ``--set optim/lr=3e-4`` on the command line. ``from_dict``
+rejects unknown keys (naming the closest match) and out-of-range values (naming the field, the
+value and what is allowed). Presets live in :mod:`ptycho_model.presets`; this module holds only the
+structure and its validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, get_type_hints
+
+import yaml
+
+ARCHS = ("hybrid", "stable_hybrid")
+STABLE_BLOCKS = ("zero_gamma", "layerscale")
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
+SCHEDULER_NAMES = ("constant", "warmup_cosine", "exponential", "plateau")
+CLIP_ALGORITHMS = ("none", "norm", "value", "agc", "agc_unitwise")
+LOSSES = ("mae", "poisson")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+BUILTIN_PROBES = ("ideal_disk", "asymmetric")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that is not allowed; the message names the path."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The grid_lines benchmark (PTYCHO_PHYSICS.md §1.2-1.4). Sizes in pixels."""
+
+    size: int = 392  # side of each full object image
+    n_train: int = 2  # object images per split
+    n_val: int = 1
+    n_test: int = 2
+    N: int = 64  # patch / diffraction-pattern side
+    stride_train: int = 4
+    stride_test: int = 10
+    nphotons: float = 1e9  # expected counts per pattern, averaged over train patches
+    set_phi: bool = True
+    probe: str = "ideal_disk"  # ideal_disk | asymmetric | path to an NPZ holding probeGuess
+    object_seed: int = 1  # lines-object seeds; train, val and test draw from separate streams
+    noise_seed: int = 0  # Poisson noise
+    val_is_test: bool = False  # upstream parity: validate on the test split
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    """Forward-model quirks (PTYCHO_PHYSICS.md §8): both default to correct physics."""
+
+    amplitude_gain: float = 1.0  # upstream Stage A ran with 16 (Quirk A)
+    probe_scale: float | None = None  # None: train with the simulation probe; 4.0: upstream's P/4 (Quirk B)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "hybrid"
+    width: int = 32
+    blocks: int = 4
+    modes: int = 12
+    spectral_corners: int = 2  # 2: standard FNO (both +-k_y corners); 1: upstream's fallback layer
+    stable_block: str = "layerscale"  # zero_gamma (v1) | layerscale (v2); stable_hybrid only
+    layerscale_init: float = 1e-3
+    max_hidden_channels: int | None = None
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only; Nesterov when > 0
+    beta1: float = 0.9
+    beta2: float = 0.999
+
+
+@dataclass(frozen=True)
+class SchedConfig:
+    name: str = "constant"
+    warmup_epochs: int = 0  # warmup_cosine: linear warmup 0.1 -> 1 over this many epochs
+    min_ratio: float = 0.1  # warmup_cosine: cosine ends at lr * min_ratio
+    gamma: float = 0.95  # exponential: per-epoch factor
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    algorithm: str = "none"
+    threshold: float = 1.0  # max norm (norm), max |g| (value), lambda (agc, agc_unitwise)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_epochs: int = 50
+    batch_size: int = 16
+    seed: int = 20260128
+    eval_every: int = 5  # reconstruction metrics every k epochs and at the end; 0: end only
+    loss: str = "mae"
+    stop_on_collapse: bool = False  # `train` reports collapse; a Tune trial is stopped by its stopper
+    device: str = "auto"
+    precision: str = "fp32"  # autocast dtype for the generator on CUDA; physics stays fp32
+    channels_last: bool = False
+    val_subset: int = 64  # patches of the fixed val subset used for output_std
+
+
+@dataclass(frozen=True)
+class CollapseConfig:
+    """DESIGN.md "Collapse": ratio rule after a grace period, and a flat-output rule."""
+
+    ratio: float = 2.0
+    patience: int = 2
+    grace: int | None = None  # None: min(5, max_epochs // 4)
+    flat_std: float = 1e-3
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Deterministic fault injection for tests; refused unless ``allowed`` is set."""
+
+    allowed: bool = False
+    nan_at_epoch: int = 0  # make the train loss NaN at this (1-based) epoch
+    crash_at_epoch: int = 0  # raise at this epoch (only on the first attempt: see crash_marker)
+    crash_marker: str = ""  # a file path; the crash happens only while it does not exist
+    sleep_s: float = 0.0  # extra seconds per epoch (gives tests time to act mid-run)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    collapse: CollapseConfig = field(default_factory=CollapseConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+    @property
+    def collapse_grace(self) -> int:
+        g = self.collapse.grace
+        return min(5, self.train.max_epochs // 4) if g is None else g
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None = None) -> RunConfig:
+        return build_dataclass(cls, d or {}, path="")
+
+    def with_updates(self, updates: dict[str, Any]) -> RunConfig:
+        """A new config with ``{"optim/lr": 3e-4, ...}`` (flat paths) or nested dicts merged in."""
+        merged = self.to_dict()
+        for k, v in flatten(updates).items():
+            set_path(merged, k, v)
+        return RunConfig.from_dict(merged)
+
+
+# --------------------------------------------------------------------------------------------
+# Generic helpers: nested dict <-> dataclass, flat paths
+# --------------------------------------------------------------------------------------------
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 1}}`` -> ``{"optim/lr": 1}``; keys that already hold ``/`` pass through."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}/{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in flat.items():
+        set_path(out, k, v)
+    return out
+
+
+def set_path(d: dict[str, Any], path: str, value: Any) -> None:
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        raise ConfigError(f"empty config path {path!r}")
+    node = d
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"config path {path!r}: {p!r} is a value, not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_scalar(text: str) -> Any:
+    """Parse a ``--set`` value as a YAML scalar: ``3e-4`` -> 0.0003, ``true`` -> True, ``null`` -> None."""
+    value = yaml.safe_load(text)
+    # YAML 1.1 reads "3e-4" as a string (no dot); accept it as the float a user means.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def known_paths(cls: type = RunConfig, prefix: str = "") -> list[str]:
+    paths = []
+    for f in fields(cls):
+        hint = get_type_hints(cls)[f.name]
+        key = f"{prefix}/{f.name}" if prefix else f.name
+        if is_dataclass(hint):
+            paths.extend(known_paths(hint, key))
+        else:
+            paths.append(key)
+    return paths
+
+
+def closest(name: str, options: list[str] | tuple[str, ...]) -> str:
+    m = difflib.get_close_matches(name, list(options), n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(repr(x) for x in m)}?)" if m else ""
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    args = getattr(hint, "__args__", ())
+    if type(None) in args:  # Optional[...]
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}={value!r} must be true or false")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise ConfigError(f"{path}={value!r} must be an integer")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+            raise ConfigError(f"{path}={value!r} must be a number")
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"{path}={value!r} must be finite")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}={value!r} must be a string")
+        return value
+    return value
+
+
+def build_dataclass(cls: type, d: Any, path: str) -> Any:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path or 'config'} must be a mapping, got {d!r}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    for k in d:
+        if k not in names:
+            where = f"{path}/{k}" if path else str(k)
+            raise ConfigError(f"unknown config key {where!r}{closest(str(k), names)}; "
+                              f"allowed under {path or 'the top level'}: {', '.join(names)}")
+    kwargs = {}
+    for name in names:
+        if name not in d:
+            continue
+        p = f"{path}/{name}" if path else name
+        hint = hints[name]
+        if is_dataclass(hint):
+            kwargs[name] = build_dataclass(hint, d[name], p)
+        else:
+            kwargs[name] = _coerce(d[name], hint, p)
+    obj = cls(**kwargs)
+    validate = _VALIDATORS.get(cls)
+    if validate is not None:
+        validate(obj)
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Range checks: one function per section, each error names path, value and what is allowed
+# --------------------------------------------------------------------------------------------
+
+
+def _choice(path: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"unknown {path}={value!r}{closest(value, options)}; choose from {list(options)}")
+
+
+def _positive(path: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{path}={value!r} must be > 0")
+
+
+def _at_least(path: str, value: float, lo: float) -> None:
+    if value < lo:
+        raise ConfigError(f"{path}={value!r} must be >= {lo}")
+
+
+def _check_data(c: DataConfig) -> None:
+    _at_least("data/N", c.N, 8)
+    if c.N % 2:
+        raise ConfigError(f"data/N={c.N} must be even (fftshift centre at N/2)")
+    if c.size < c.N:
+        raise ConfigError(f"data/size={c.size} must be >= data/N={c.N}")
+    for name in ("n_train", "n_test", "stride_train", "stride_test"):
+        _at_least(f"data/{name}", getattr(c, name), 1)
+    _at_least("data/n_val", c.n_val, 0 if c.val_is_test else 1)
+    _positive("data/nphotons", c.nphotons)
+    if c.stride_test % 2:
+        raise ConfigError(f"data/stride_test={c.stride_test} must be even (stitching border)")
+
+
+def _check_physics(c: PhysicsConfig) -> None:
+    _positive("physics/amplitude_gain", c.amplitude_gain)
+    if c.probe_scale is not None:
+        _positive("physics/probe_scale", c.probe_scale)
+
+
+def _check_model(c: ModelConfig) -> None:
+    _choice("model/arch", c.arch, ARCHS)
+    _choice("model/stable_block", c.stable_block, STABLE_BLOCKS)
+    _at_least("model/width", c.width, 1)
+    _at_least("model/blocks", c.blocks, 1)
+    _at_least("model/modes", c.modes, 1)
+    if c.spectral_corners not in (1, 2):
+        raise ConfigError(f"model/spectral_corners={c.spectral_corners} must be 1 (upstream) or 2 (standard)")
+    _positive("model/layerscale_init", c.layerscale_init)
+    if c.max_hidden_channels is not None:
+        _at_least("model/max_hidden_channels", c.max_hidden_channels, c.width)
+
+
+def _check_optim(c: OptimConfig) -> None:
+    _choice("optim/name", c.name, OPTIMIZER_NAMES)
+    _positive("optim/lr", c.lr)
+    _at_least("optim/weight_decay", c.weight_decay, 0.0)
+    if not 0 <= c.momentum < 1:
+        raise ConfigError(f"optim/momentum={c.momentum} must be in [0, 1)")
+    for name in ("beta1", "beta2"):
+        v = getattr(c, name)
+        if not 0 <= v < 1:
+            raise ConfigError(f"optim/{name}={v} must be in [0, 1)")
+
+
+def _check_sched(c: SchedConfig) -> None:
+    _choice("sched/name", c.name, SCHEDULER_NAMES)
+    _at_least("sched/warmup_epochs", c.warmup_epochs, 0)
+    if not 0 < c.min_ratio <= 1:
+        raise ConfigError(f"sched/min_ratio={c.min_ratio} must be in (0, 1]")
+    if not 0 < c.gamma <= 1:
+        raise ConfigError(f"sched/gamma={c.gamma} must be in (0, 1]")
+
+
+def _check_clip(c: ClipConfig) -> None:
+    _choice("clip/algorithm", c.algorithm, CLIP_ALGORITHMS)
+    _positive("clip/threshold", c.threshold)
+
+
+def _check_train(c: TrainConfig) -> None:
+    _at_least("train/max_epochs", c.max_epochs, 1)
+    _at_least("train/batch_size", c.batch_size, 1)
+    _at_least("train/eval_every", c.eval_every, 0)
+    _at_least("train/val_subset", c.val_subset, 1)
+    _choice("train/loss", c.loss, LOSSES)
+    _choice("train/device", c.device, DEVICES)
+    _choice("train/precision", c.precision, PRECISIONS)
+
+
+def _check_collapse(c: CollapseConfig) -> None:
+    if not c.ratio > 1:
+        raise ConfigError(f"collapse/ratio={c.ratio} must be > 1 (val_loss / best_val_loss)")
+    _at_least("collapse/patience", c.patience, 1)
+    if c.grace is not None:
+        _at_least("collapse/grace", c.grace, 0)
+    _at_least("collapse/flat_std", c.flat_std, 0.0)
+
+
+def _check_run(c: RunConfig) -> None:
+    if c.sched.name == "warmup_cosine" and c.sched.warmup_epochs >= c.train.max_epochs:
+        raise ConfigError(f"sched/warmup_epochs={c.sched.warmup_epochs} must be < "
+                          f"train/max_epochs={c.train.max_epochs}")
+    depth = 2 ** (c.model.blocks - 1)
+    if c.data.N % depth:
+        raise ConfigError(f"data/N={c.data.N} is not divisible by 2^(model/blocks-1)={depth} "
+                          f"(model/blocks={c.model.blocks}); choose blocks <= "
+                          f"{1 + int(math.log2(c.data.N & -c.data.N))} or another N")
+    f = c.faults
+    if (f.nan_at_epoch or f.crash_at_epoch or f.sleep_s) and not f.allowed:
+        raise ConfigError("faults/* inject failures for tests; set faults/allowed=true to use them")
+
+
+_VALIDATORS = {
+    DataConfig: _check_data,
+    PhysicsConfig: _check_physics,
+    ModelConfig: _check_model,
+    OptimConfig: _check_optim,
+    SchedConfig: _check_sched,
+    ClipConfig: _check_clip,
+    TrainConfig: _check_train,
+    CollapseConfig: _check_collapse,
+    RunConfig: _check_run,
+}

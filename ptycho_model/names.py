@@ -1,0 +1,61 @@
+"""Metric names and modes, defined once and imported everywhere.
+
+Analysis, stoppers, schedulers, the Optuna objective and dashboards key on these flat names
+(DESIGN.md, "Per-epoch metrics"). ``epoch`` is 1-based and equals Tune's ``training_iteration``.
+"""
+
+from __future__ import annotations
+
+EPOCH = "epoch"
+TRAIN_LOSS = "train_loss"
+VAL_LOSS = "val_loss"
+BEST_VAL_LOSS = "best_val_loss"
+BEST_EPOCH = "best_epoch"
+COLLAPSE_RATIO = "collapse_ratio"
+COLLAPSED = "collapsed"
+COLLAPSE_KIND = "collapse_kind"
+DIVERGED = "diverged"
+OBJECTIVE = "objective"
+LR = "lr"
+GRAD_NORM = "grad_norm"
+GRAD_NORM_MAX = "grad_norm_max"
+OUTPUT_STD = "output_std"
+EPOCH_TIME_S = "epoch_time_s"
+
+# Reconstruction metrics, reported at eval epochs (test image 0, upstream's eval_reconstruction).
+AMP_SSIM = "amp_ssim"
+PHASE_SSIM = "phase_ssim"
+AMP_MAE = "amp_mae"
+PHASE_MAE = "phase_mae"
+AMP_PSNR = "amp_psnr"
+PHASE_PSNR = "phase_psnr"
+AMP_FRC50 = "amp_frc50"
+PHASE_FRC50 = "phase_frc50"
+AMP_SSIM_TWIN = "amp_ssim_twin"
+AMP_SSIM_CONSTANT = "amp_ssim_constant"  # the collapse fingerprint of this ground truth
+
+EVAL_METRICS = (
+    AMP_SSIM,
+    PHASE_SSIM,
+    AMP_MAE,
+    PHASE_MAE,
+    AMP_PSNR,
+    PHASE_PSNR,
+    AMP_FRC50,
+    PHASE_FRC50,
+    AMP_SSIM_TWIN,
+    AMP_SSIM_CONSTANT,
+)
+BEST_CKPT_PREFIX = "best_ckpt_"
+
+# Collapse kinds reported in ``collapse_kind``.
+KIND_NONE = "none"
+KIND_RATIO = "ratio"
+KIND_FLAT = "flat"
+COLLAPSE_KINDS = (KIND_NONE, KIND_RATIO, KIND_FLAT)
+
+# What every searcher and scheduler minimises.
+MODE = "min"
+
+# A finite stand-in for a non-finite loss: Optuna refuses NaN and would keep the trial RUNNING.
+DIVERGED_SENTINEL = 1.0e3
