@@ -1,0 +1,163 @@
+"""The arms of the upstream study plans, and their projection onto each space.
+
+``SEED_ARMS`` holds every arm the upstream FNO stability study ran (``/work/shared/seeds``; the file
+each comes from is in ``ARM_SOURCES``) as a flat dict of config paths, complete for the knobs the
+spaces search: architecture and stable block, optimizer and its own hyperparameters, learning rate,
+schedule and clipping. What the arms held fixed that no space searches (epochs, data, width) is the
+preset's business and is left out.
+
+Projection rule (``projected_arms``, ``seed_points``), per space and arm:
+
+1. The arm, laid over the flattened ``RunConfig()`` defaults, answers the space; the point is the
+   names the space asks on the branch the arm selects, with those values. Keys the space does not
+   ask there are dropped; a name the arm does not set takes the config default.
+2. A categorical value that is not one of the space's choices (the AGC arm in ``lr_guard``, whose
+   clipping is none | norm) leaves the arm out of that space.
+3. A numeric value outside the space's range is moved to the nearest bound: the SGD arm's
+   ``optim/weight_decay = 0`` becomes the log range's low bound 1e-6 (effectively no decay).
+4. Points equal to an earlier one are dropped; the first arm's name is kept. Order follows
+   ``SEED_ARMS`` (the order the upstream study ran them).
+
+Every point is checked by running the space under :class:`optuna.trial.FixedTrial`, which must
+ask for exactly the point's names.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from ptycho_model.config import RunConfig, flatten
+
+from .introspection import Space, run_space, suggested_params
+from .spaces import get_space
+
+__all__ = ["ARM_SOURCES", "SEED_ARMS", "project", "projected_arms", "seed_points"]
+
+_STAGE_A_PLAN = "004_253a36f303c8b39c.txt"  # overall plan; Stage A arms and results (Phase 3)
+_LAYERSCALE_PLAN = "000_09f7eb603565f730.txt"  # LayerScale rerun (results: 001_2ff3008c46f32100)
+_LR_GUARD_PLAN = "002_a2ad42cc53486997.txt"  # LR + gradient-guard sweep
+_OPTIMIZER_PLAN = "003_c24ab1172856d8d5.txt"  # optimizer sweep
+
+# Upstream defaults the arms ran with unless their command line said otherwise
+# (PTYCHO_PHYSICS.md §4-5.4): Adam, betas (0.9, 0.999), lr 1e-3, constant LR ("Default").
+_ADAM_1E3 = {"optim/name": "adam", "optim/lr": 1e-3, "optim/beta1": 0.9, "optim/beta2": 0.999}
+_CONSTANT = {"sched/name": "constant"}
+_NO_CLIP = {"clip/algorithm": "none"}  # upstream --torch-grad-clip 0.0 disables clipping
+# LayerScale StablePtychoBlock (v2), gate init 1e-3: the stable_hybrid of every arm after Stage A.
+_STABLE_LS = {
+    "model/arch": "stable_hybrid",
+    "model/stable_block": "layerscale",
+    "model/layerscale_init": 1e-3,
+}
+# --torch-scheduler WarmupCosine --torch-lr-warmup-epochs 5 --torch-lr-min-ratio 0.05
+_WARMUP_COSINE = {"sched/name": "warmup_cosine", "sched/warmup_epochs": 5, "sched/min_ratio": 0.05}
+
+SEED_ARMS: dict[str, dict[str, Any]] = {
+    # Stage A (004, Tasks 3.2-3.4): hybrid + norm 1.0; stable_hybrid v1 (zero-gamma), no clip;
+    # hybrid + AGC 0.01. All Adam 1e-3, constant LR, 50 epochs.
+    "stage_a_control": {
+        "model/arch": "hybrid", **_ADAM_1E3, **_CONSTANT,
+        "clip/algorithm": "norm", "clip/threshold": 1.0,
+    },
+    "stage_a_stable": {
+        "model/arch": "stable_hybrid", "model/stable_block": "zero_gamma",
+        **_ADAM_1E3, **_CONSTANT, **_NO_CLIP,
+    },
+    "stage_a_agc": {
+        "model/arch": "hybrid", **_ADAM_1E3, **_CONSTANT,
+        "clip/algorithm": "agc", "clip/threshold": 0.01,
+    },
+    # Stage A stable arm rerun with LayerScale (000 Task 2; results in 001): no clip.
+    "stage_a_stable_layerscale": {**_STABLE_LS, **_ADAM_1E3, **_CONSTANT, **_NO_CLIP},
+    # LR + gradient guard (002 Tasks 2-4), stable_hybrid + LayerScale, 20 epochs.
+    "stable_lowlr": {**_STABLE_LS, **_ADAM_1E3, "optim/lr": 2.5e-4, **_CONSTANT, **_NO_CLIP},
+    "stable_warmup_lowlr": {
+        **_STABLE_LS, **_ADAM_1E3, "optim/lr": 2.5e-4, **_WARMUP_COSINE, **_NO_CLIP,
+    },
+    "stable_warmup_clip": {
+        **_STABLE_LS, **_ADAM_1E3, "optim/lr": 5e-4, **_WARMUP_COSINE,
+        "clip/algorithm": "norm", "clip/threshold": 0.5,
+    },
+    # Optimizer sweep (003 Task 3), stable_hybrid + LayerScale, lr 3e-4, WarmupCosine(5, 0.05).
+    "stable_sgd": {
+        **_STABLE_LS, "optim/name": "sgd", "optim/lr": 3e-4, "optim/momentum": 0.9,
+        "optim/weight_decay": 0.0, **_WARMUP_COSINE, **_NO_CLIP,
+    },
+    "stable_adamw": {
+        **_STABLE_LS, "optim/name": "adamw", "optim/lr": 3e-4, "optim/weight_decay": 0.01,
+        "optim/beta1": 0.9, "optim/beta2": 0.999, **_WARMUP_COSINE, **_NO_CLIP,
+    },
+}
+
+ARM_SOURCES: dict[str, str] = {
+    "stage_a_control": _STAGE_A_PLAN,
+    "stage_a_stable": _STAGE_A_PLAN,
+    "stage_a_agc": _STAGE_A_PLAN,
+    "stage_a_stable_layerscale": _LAYERSCALE_PLAN,
+    "stable_lowlr": _LR_GUARD_PLAN,
+    "stable_warmup_lowlr": _LR_GUARD_PLAN,
+    "stable_warmup_clip": _LR_GUARD_PLAN,
+    "stable_sgd": _OPTIMIZER_PLAN,
+    "stable_adamw": _OPTIMIZER_PLAN,
+}
+
+
+class _OutsideChoices(Exception):
+    """A categorical answer that is not one of the space's choices (rule 2)."""
+
+
+def _into_range(value: Any, dist: FloatDistribution | IntDistribution) -> float | int:
+    """Rule 3: the nearest value of ``dist`` (bounds only; the spaces use no steps)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"value {value!r} is not a finite number for {dist}")
+    clipped = min(max(value, dist.low), dist.high)
+    return int(round(clipped)) if isinstance(dist, IntDistribution) else float(clipped)
+
+
+def project(space: str | Space, values: dict[str, Any]) -> dict[str, Any] | None:
+    """``values`` (an arm) projected onto ``space`` by rules 1-3; ``None`` where rule 2 applies."""
+    answers = {**flatten(RunConfig().to_dict()), **values}
+
+    def answer(name: str, dist: BaseDistribution) -> Any:
+        if name not in answers:
+            raise ValueError(f"space asks for {name!r}, which is no config path")
+        value = answers[name]
+        if isinstance(dist, CategoricalDistribution):
+            if value not in dist.choices:
+                raise _OutsideChoices(name)
+            return value
+        assert isinstance(dist, (FloatDistribution, IntDistribution))
+        return _into_range(value, dist)
+
+    try:
+        point = run_space(space, answer).params
+    except _OutsideChoices:
+        return None
+    asked = suggested_params(space, point)
+    assert asked == point, f"projection {point!r} selects another branch: {asked!r}"
+    return point
+
+
+def projected_arms(space_name: str) -> dict[str, dict[str, Any]]:
+    """``{arm name: point}`` for ``space_name``, by the module's projection rule (de-duplicated,
+    first arm kept, arms the space cannot express left out)."""
+    space = get_space(space_name)
+    out: dict[str, dict[str, Any]] = {}
+    for arm, values in SEED_ARMS.items():
+        point = project(space, values)
+        if point is not None and point not in out.values():
+            out[arm] = point
+    return out
+
+
+def seed_points(space_name: str) -> list[dict[str, Any]]:
+    """The seed arms as ``points_to_evaluate`` for ``space_name`` (see the module docstring)."""
+    return list(projected_arms(space_name).values())

@@ -1,0 +1,69 @@
+"""The Ray Tune trainable: a thin adapter over :class:`ptycho_model.train.Trainer`.
+
+config dict (Optuna's sampled ``a/b`` parameters, unflattened by Ray) + the experiment's base
+config -> validated :class:`RunConfig` -> epochs. After every epoch: ``tune.report`` with the
+metric names of :mod:`ptycho_model.names` and a checkpoint of the trainer's whole state (model,
+optimizer, scheduler, epoch, RNG, collapse streaks, best weights). On a retry or a restore it
+resumes from ``tune.get_checkpoint()`` at the right epoch. Only the ``ray.tune`` reporting API is
+used: in Ray 2.60 ``ray.train.report`` inside a Tune function fails the trial.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from ptycho_model.config import RunConfig, flatten
+from ptycho_model.data import Datasets
+from ptycho_model.train import Trainer
+
+STATE_FILE = "state.pt"
+
+
+def trial_device(gpu_ids: list) -> torch.device:
+    """CUDA when Ray assigned this trial a GPU and torch can see one.
+
+    Ray may assign GPUs a node only *declares* (a local multi-node test cluster has no real GPU):
+    then the trial warns once and trains on the CPU. That fallback exists for such tests.
+    """
+    if gpu_ids:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        warnings.warn(f"Ray assigned GPU(s) {gpu_ids} but torch sees no CUDA device; "
+                      "training on the CPU (expected only on a test cluster that declares GPUs)",
+                      RuntimeWarning, stacklevel=2)
+    return torch.device("cpu")
+
+
+def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> RunConfig:
+    """The experiment's base config with the sampled parameters on top."""
+    return RunConfig.from_dict(base).with_updates(flatten(sampled))
+
+
+def train_ptycho(config: dict[str, Any], *, base: dict[str, Any], data: Datasets,
+                 threads: int = 1) -> None:
+    torch.set_num_threads(max(1, int(threads)))
+    cfg = trial_config(base, config)
+    device = trial_device(ray.get_gpu_ids())
+    trainer = Trainer(cfg, data, device=device)
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            trainer.load(Path(d) / STATE_FILE)
+    where = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
+             "pid": os.getpid(), "device": str(device), "trial_start_ts": time.time(),
+             "resumed_from_epoch": trainer.epoch}
+    for metrics in trainer.epochs():
+        with tempfile.TemporaryDirectory() as d:
+            trainer.save(Path(d) / STATE_FILE)
+            tune.report({**metrics, **where, "report_ts": time.time()},
+                        checkpoint=tune.Checkpoint.from_directory(d))

@@ -1,0 +1,226 @@
+"""The ``tune-ptycho`` command line. ``main(argv)`` returns the exit code.
+
+Exit codes (DESIGN.md): 0 finished, 1 trials errored past max_failures, 2 bad input,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ptycho_model.config import ConfigError, RunConfig, known_paths, parse_scalar
+from ptycho_model.presets import PRESETS, preset_config
+
+EXIT_OK, EXIT_TRIAL_ERRORS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+BAD_INPUT: tuple[type[BaseException], ...] = ()
+
+
+class UsageError(ValueError):
+    """Bad input found before any work starts: printed, exit code 2."""
+
+
+def parse_sets(items: list[str] | None) -> dict[str, object]:
+    """``["optim/lr=3e-4", "model/arch=hybrid"]`` -> ``{"optim/lr": 0.0003, ...}``."""
+    out: dict[str, object] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UsageError(f"--set {item!r}: expected path=value, e.g. --set optim/lr=3e-4")
+        key, _, value = item.partition("=")
+        out[key.strip()] = parse_scalar(value)
+    return out
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    updates = parse_sets(args.set)
+    if getattr(args, "arch", None):
+        updates["model/arch"] = args.arch
+    if getattr(args, "probe_npz", None):
+        if not Path(args.probe_npz).exists():
+            raise UsageError(f"--probe-npz {args.probe_npz!r}: no such file")
+        updates["data/probe"] = str(Path(args.probe_npz).resolve())
+    if getattr(args, "set_phi", None) is not None:
+        updates["data/set_phi"] = args.set_phi
+    return preset_config(args.preset, updates)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .single_run import run_train, utc_stamp
+
+    cfg = _run_config(args)
+    if args.stop_on_collapse:
+        cfg = cfg.with_updates({"train/stop_on_collapse": True})
+    out = Path(args.out or f"tune-ptycho-runs/train-{args.preset}-{utc_stamp()}")
+    metrics = run_train(cfg, out, threads=args.threads)
+    return EXIT_OK if not metrics.get("diverged") else EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .single_run import run_simulate
+
+    run_simulate(_run_config(args), Path(args.out))
+    return EXIT_OK
+
+
+RUN_FLAGS = {  # flag dest -> spec path
+    "preset": "preset", "space": "search/space", "num_samples": "search/num_samples",
+    "seed": "search/seed", "max_concurrent": "search/max_concurrent",
+    "max_epochs": "train/max_epochs", "cpus_per_trial": "resources/cpus_per_trial",
+    "gpus_per_trial": "resources/gpus_per_trial", "max_failures": "resources/max_failures",
+    "wait_for_nodes": "resources/wait_for_nodes_s", "storage": "storage/path",
+    "name": "storage/name", "study_storage": "storage/study_storage",
+    "grace_period": "asha/grace_period", "reduction_factor": "asha/reduction_factor",
+    "collapse_ratio": "collapse/ratio", "collapse_patience": "collapse/patience",
+    "collapse_grace": "collapse/grace", "flat_std": "collapse/flat_std",
+}
+
+
+def spec_from_args(args: argparse.Namespace):
+    from .spec import build_spec, read_spec_file
+
+    spec_file = read_spec_file(args.spec) if args.spec else None
+    flags = {path: getattr(args, dest) for dest, path in RUN_FLAGS.items()}
+    if args.no_asha:
+        flags["asha/enabled"] = False
+    return build_spec(spec_file, flags, parse_sets(args.set))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)  # every bad value exits 2 here, before Ray starts
+    from .launch import run
+
+    return run(spec, address=args.address, dashboard=not args.no_dashboard,
+               progress=not args.no_progress)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .launch import resume
+
+    return resume(args.path, address=args.address, dashboard=not args.no_dashboard)
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    from search_spaces import DESCRIPTIONS, SPACES
+
+    for name in SPACES:
+        print(f"{name:10s} {DESCRIPTIONS.get(name, '')}")
+    return EXIT_OK
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for name, p in PRESETS.items():
+        print(f"{name:18s} {p.summary}")
+    return EXIT_OK
+
+
+def cmd_paths(args: argparse.Namespace) -> int:
+    defaults = RunConfig().to_dict()
+    for path in known_paths():
+        node = defaults
+        for part in path.split("/"):
+            node = node[part]
+        print(f"{path:28s} {node!r}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tune-ptycho",
+        description="Hyperparameter studies for PtychoPINN FNO generators on Ray Tune + Optuna.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add_model_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
+                        help="full set of defaults (tune-ptycho presets lists them)")
+        sp.add_argument("--set", action="append", metavar="PATH=VALUE",
+                        help="override a config path, e.g. --set optim/lr=3e-4 (repeatable)")
+        sp.add_argument("--probe-npz", metavar="FILE",
+                        help="an NPZ holding probeGuess (N, N) complex: use a real probe")
+
+    t = sub.add_parser("train", help="train one model, no Ray")
+    add_model_args(t)
+    t.add_argument("--arch", choices=["hybrid", "stable_hybrid"])
+    t.add_argument("--out", metavar="DIR", help="output directory (default: a new timestamped one)")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--stop-on-collapse", action="store_true",
+                   help="stop when the collapse rule fires (default: report and go on)")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("simulate", help="simulate a grid_lines dataset to NPZ files")
+    add_model_args(s)
+    s.add_argument("--set-phi", dest="set_phi", action=argparse.BooleanOptionalAction, default=None,
+                   help="give the object a phase (default: the preset's)")
+    s.add_argument("--out", metavar="DIR", required=True)
+    s.set_defaults(func=cmd_simulate)
+
+    r = sub.add_parser("run", help="run a hyperparameter study on Ray Tune")
+    r.add_argument("--spec", metavar="FILE", help="settings as TOML/YAML/JSON (flags override)")
+    r.add_argument("--preset", help="defaults for data, model and training (default: cpu)")
+    r.add_argument("--space", help="search space (tune-ptycho spaces; default: full)")
+    r.add_argument("--num-samples", type=int, help="trials in the study")
+    r.add_argument("--max-epochs", type=int, help="epochs per trial (ASHA's max_t)")
+    r.add_argument("--max-concurrent", type=int, help="trials at once (0: no limit)")
+    r.add_argument("--cpus-per-trial", type=float, help="CPUs per trial = its torch threads")
+    r.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; 0.25 -> 4 share a GPU")
+    r.add_argument("--storage", help="results root: local path, shared filesystem or s3://...")
+    r.add_argument("--name", help="experiment name (default: <space>-<preset>-<UTC time>)")
+    r.add_argument("--address", help="join an existing Ray cluster (e.g. auto)")
+    r.add_argument("--seed", type=int, help="sampler seed")
+    r.add_argument("--set", action="append", metavar="PATH=VALUE",
+                   help="override any spec path, e.g. --set optim/lr=3e-4 (repeatable)")
+    r.add_argument("--no-dashboard", action="store_true", help="embedded Ray without dashboard")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--max-failures", type=int, help="retries of a crashed trial")
+    r.add_argument("--study-storage", help="Optuna storage URL (required for s3:// storage)")
+    r.add_argument("--wait-for-nodes", type=float, metavar="SECONDS",
+                   help="let an autoscaling cluster add a node that fits a trial")
+    r.add_argument("--grace-period", type=int, help="ASHA: epochs before the first rung")
+    r.add_argument("--reduction-factor", type=int, help="ASHA: keep 1/rf at each rung")
+    r.add_argument("--no-asha", action="store_true", help="no ASHA (the collapse rule stays)")
+    r.add_argument("--collapse-ratio", type=float, help="val_loss / best_val_loss threshold")
+    r.add_argument("--collapse-patience", type=int, help="epochs above threshold before stop")
+    r.add_argument("--collapse-grace", type=int, help="epochs before the ratio rule applies")
+    r.add_argument("--flat-std", type=float, help="output std/mean below this is flat")
+    r.set_defaults(func=cmd_run)
+
+    rs = sub.add_parser("resume", help="continue an interrupted experiment")
+    rs.add_argument("path", help="the experiment directory (or s3:// URI)")
+    rs.add_argument("--address", help="join an existing Ray cluster")
+    rs.add_argument("--no-dashboard", action="store_true")
+    rs.set_defaults(func=cmd_resume)
+
+    sub.add_parser("spaces", help="list search spaces").set_defaults(func=cmd_spaces)
+    sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
+    sub.add_parser("paths", help="list every config path and its default").set_defaults(
+        func=cmd_paths)
+    return p
+
+
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    from ptycho_model.data import DataError
+    from ptycho_model.probes import ProbeError
+
+    from .cluster import ResourceError
+    from .experiment import ExperimentExists
+
+    return (UsageError, ConfigError, DataError, ProbeError, ResourceError, ExperimentExists)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    global BAD_INPUT
+    BAD_INPUT = _bad_input_errors()
+    try:
+        return int(args.func(args))
+    except BAD_INPUT as e:
+        print(f"tune-ptycho: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("tune-ptycho: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Running, resuming and ranking one experiment.
+
+Directory (DESIGN.md): ``<storage>/<name>/`` holds Ray Tune's own layout plus ``spec.json``,
+``dataset.json`` (the data fingerprint and checksums), ``optuna.db`` (unless ``--study-storage``),
+and after ``analyze`` a ``report/`` folder. Local paths, shared filesystems and ``s3://`` go
+through pyarrow's filesystems.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from ptycho_model import names
+
+from .spec import ExperimentSpec, is_remote, load_spec
+from .study import fail_orphans, load_study, storage_url
+
+SPEC_FILE = "spec.json"
+DATASET_FILE = "dataset.json"
+STUDY_META = "study.json"
+
+
+class ExperimentExists(ValueError):
+    pass
+
+
+def experiment_uri(storage_path: str, name: str) -> str:
+    if is_remote(storage_path):
+        return storage_path.rstrip("/") + "/" + name
+    return str((Path(storage_path).expanduser().resolve() / name))
+
+
+def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
+    if is_remote(uri):
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), uri
+
+
+def write_text(uri: str, text: str) -> None:
+    fs, path = _fs(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode())
+
+
+def read_text(uri: str) -> str:
+    fs, path = _fs(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def exists(uri: str) -> bool:
+    fs, path = _fs(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def check_writable(storage_path: str) -> None:
+    """Fail before any trial if results could not be written (a path under a file, no rights)."""
+    probe = storage_path.rstrip("/") + "/.tune-ptycho-write-check"
+    try:
+        write_text(probe, "ok")
+        fs, path = _fs(probe)
+        fs.delete_file(path)
+    except (OSError, pafs.ArrowException if hasattr(pafs, "ArrowException") else OSError) as e:
+        raise OSError(f"storage/path={storage_path!r} is not writable: {e}") from None
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    uri: str
+    name: str
+    storage_path: str
+    spec: ExperimentSpec
+    study_url: str
+
+    @classmethod
+    def load(cls, uri: str) -> ExperimentInfo:
+        uri = uri if is_remote(uri) else str(Path(uri).expanduser().resolve())
+        if not exists(uri.rstrip("/") + "/" + SPEC_FILE):
+            raise ValueError(f"{uri!r} is not a tune-ptycho experiment (no {SPEC_FILE})")
+        spec_text = read_text(uri.rstrip("/") + "/" + SPEC_FILE)
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            f.write(spec_text)
+        try:
+            spec = load_spec(f.name)
+        finally:
+            os.unlink(f.name)
+        meta = json.loads(read_text(uri.rstrip("/") + "/" + STUDY_META))
+        name = uri.rstrip("/").rsplit("/", 1)[-1]
+        return cls(uri=uri, name=name, storage_path=uri.rstrip("/").rsplit("/", 1)[0], spec=spec,
+                   study_url=meta["url"])
+
+
+def create_experiment(spec: ExperimentSpec, name: str, data_manifest: dict[str, Any]
+                      ) -> ExperimentInfo:
+    uri = experiment_uri(spec.storage.path, name)
+    if exists(uri + "/" + SPEC_FILE) or exists(uri + "/tuner.pkl"):
+        raise ExperimentExists(
+            f"experiment {uri!r} already exists; resume it with `tune-ptycho resume {uri}` "
+            "or choose another --name")
+    url = storage_url(uri, spec.storage.study_storage)
+    write_text(uri + "/" + SPEC_FILE, json.dumps(spec.to_dict(), indent=2) + "\n")
+    write_text(uri + "/" + DATASET_FILE, json.dumps(data_manifest, indent=2, default=str) + "\n")
+    write_text(uri + "/" + STUDY_META, json.dumps({"url": url, "study_name": name}, indent=2))
+    return ExperimentInfo(uri=uri, name=name, storage_path=uri.rsplit("/", 1)[0], spec=spec,
+                          study_url=url)
+
+
+# ------------------------------------------------------------------ ranking
+
+
+def rank_key(metrics: dict[str, Any]) -> tuple[float, float]:
+    """The best trial has the lowest final objective, ties broken by best_val_loss."""
+    def f(x: Any) -> float:
+        try:
+            v = float(x)
+        except (TypeError, ValueError):
+            return math.inf
+        return v if math.isfinite(v) else math.inf
+
+    return f(metrics.get(names.OBJECTIVE)), f(metrics.get(names.BEST_VAL_LOSS))
+
+
+def best_result(result_grid) -> Any | None:
+    results = [r for r in result_grid if r.metrics]
+    if not results:
+        return None
+    return min(results, key=lambda r: rank_key(r.metrics))
+
+
+def reconcile_study(info: ExperimentInfo) -> int:
+    try:
+        study = load_study(info.study_url, info.name)
+    except KeyError:
+        return 0
+    return fail_orphans(study)

@@ -1,0 +1,67 @@
+"""Matplotlib figures: reconstructions beside their ground truth, learning curves, parameter plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ptycho_model.metrics import remove_plane  # noqa: E402
+
+
+def reconstruction_figure(pred: np.ndarray, gt: np.ndarray, path: str | Path, title: str = "",
+                          scores: dict[str, float] | None = None) -> Path:
+    """Amplitude and phase of test image 0: ground truth | prediction | twin-free difference.
+
+    The prediction's amplitude is mean-normalised to the ground truth's and both phases have their
+    least-squares plane removed — what the metrics compare (PTYCHO_PHYSICS.md §6).
+    """
+    a_t, a_p = np.abs(gt), np.abs(pred)
+    a_p = a_p * (a_t.mean() / a_p.mean()) if a_p.mean() > 0 else np.full_like(a_t, a_t.mean())
+    p_t, p_p = remove_plane(np.angle(gt)), remove_plane(np.angle(pred))
+    fig, axes = plt.subplots(2, 3, figsize=(11, 7), constrained_layout=True)
+    rows = [("amplitude", a_t, a_p, "gray"), ("phase (rad, plane removed)", p_t, p_p, "twilight")]
+    for r, (label, t, p, cmap) in enumerate(rows):
+        lo, hi = float(np.min(t)), float(np.max(t))
+        for c, (img, name) in enumerate([(t, "ground truth"), (p, "prediction")]):
+            im = axes[r, c].imshow(img, cmap=cmap, vmin=lo, vmax=hi)
+            axes[r, c].set_title(f"{label}: {name}")
+            fig.colorbar(im, ax=axes[r, c], shrink=0.8)
+        d = axes[r, 2].imshow(p - t, cmap="coolwarm")
+        axes[r, 2].set_title(f"{label}: prediction - truth")
+        fig.colorbar(d, ax=axes[r, 2], shrink=0.8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if scores:
+        title = (title + "\n" if title else "") + "   ".join(
+            f"{k} {v:.3f}" for k, v in scores.items() if v is not None and np.isfinite(v))
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def history_figure(history: list[dict], path: str | Path, title: str = "") -> Path:
+    """Train and val loss per epoch (log scale), and the learning rate."""
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    a.plot(ep, [h["train_loss"] for h in history], label="train_loss")
+    a.plot(ep, [h["val_loss"] for h in history], label="val_loss")
+    a.set_yscale("log")
+    a.set_xlabel("epoch")
+    a.legend()
+    a.set_title(title or "loss")
+    b.plot(ep, [h["lr"] for h in history])
+    b.set_xlabel("epoch")
+    b.set_title("learning rate")
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,95 @@
+"""Console progress for a running study: a bar over trials and one line per finished trial.
+
+Ray's default output engine ignores custom reporters, so this is a ``tune.Callback``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ray import tune
+from tqdm import tqdm
+
+from ptycho_model import names
+
+
+def outcome(result: dict[str, Any]) -> str:
+    if result.get(names.DIVERGED):
+        return "diverged"
+    if result.get(names.COLLAPSED):
+        return f"collapsed ({result.get(names.COLLAPSE_KIND, '?')})"
+    return "finished"
+
+
+def describe_params(config: dict[str, Any]) -> str:
+    flat: dict[str, Any] = {}
+
+    def walk(d: dict[str, Any], prefix: str = "") -> None:
+        for k, v in d.items():
+            key = f"{prefix}/{k}" if prefix else k
+            if isinstance(v, dict):
+                walk(v, key)
+            else:
+                flat[key] = v
+
+    walk(config)
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in flat.items())
+
+
+class ProgressCallback(tune.Callback):
+    def __init__(self, total: int, max_epochs: int, done: int = 0, enabled: bool = True):
+        self.total, self.max_epochs, self.done, self.enabled = total, max_epochs, done, enabled
+        self.best = math.inf
+        self._bar: tqdm | None = None
+        self._last: dict[str, dict[str, Any]] = {}
+        self._seen: set[str] = set()
+
+    def _get_bar(self) -> tqdm:
+        if self._bar is None:
+            self._bar = tqdm(total=self.total, initial=self.done, unit="trial", dynamic_ncols=True,
+                             disable=not self.enabled)
+        return self._bar
+
+    def __getstate__(self) -> dict:  # Tune pickles callbacks with the experiment state
+        d = self.__dict__.copy()
+        d["_bar"] = None
+        return d
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._last[trial.trial_id] = result
+        obj = result.get(names.OBJECTIVE)
+        if obj is not None and obj < self.best:
+            self.best = obj
+        bar = self._get_bar()
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        bar.set_postfix(running=running, best_objective=f"{self.best:.4g}", refresh=False)
+        bar.refresh()
+
+    def _finish(self, trial, status: str) -> None:
+        if trial.trial_id in self._seen:
+            return
+        self._seen.add(trial.trial_id)
+        bar = self._get_bar()
+        r = self._last.get(trial.trial_id, {})
+        epoch = r.get(names.EPOCH, 0)
+        best = r.get(names.BEST_VAL_LOSS)
+        best_s = f"best val_loss {best:.4g}" if best is not None else "no result"
+        bar.write(f"trial {trial.trial_id}: {status} at epoch {epoch}, {best_s} "
+                  f"[{describe_params(trial.config)}]")
+        bar.update(1)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        r = self._last.get(trial.trial_id, {})
+        epoch = r.get(names.EPOCH, 0)
+        status = outcome(r)
+        if status == "finished" and epoch < self.max_epochs:
+            status = "stopped early (ASHA)"
+        self._finish(trial, status)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trial, "ERROR")
+
+    def on_experiment_end(self, trials, **info):
+        if self._bar is not None:
+            self._bar.close()

@@ -1,0 +1,203 @@
+"""The experiment spec: a run config (the preset's defaults, overridden) plus how to search it.
+
+Merged in this order, later wins: preset < ``--spec`` file (TOML, YAML or JSON) < flags <
+``--set path=value``. Every bad value is refused here — before Ray starts — with a message naming
+the path, the value and what is allowed. The written ``spec.json`` loads back through ``--spec``.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ptycho_model.config import (
+    ConfigError, RunConfig, build_dataclass, closest, flatten, set_path, unflatten,
+)
+from ptycho_model.presets import PRESETS, get_preset
+
+RUN_SECTIONS = tuple(f.name for f in fields(RunConfig))
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    space: str = "full"
+    num_samples: int = 12
+    seed: int = 0  # seeds the sampler only; data seeds never follow it
+    max_concurrent: int = 2  # trials at once (0: as many as resources allow)
+    n_startup_trials: int = 6  # random trials before TPE models the space
+    seed_points: bool = True  # offer the upstream seed arms as points_to_evaluate
+
+
+@dataclass(frozen=True)
+class AshaSpec:
+    enabled: bool = True
+    grace_period: int = 4  # epochs before the first rung
+    reduction_factor: int = 3
+    brackets: int = 1
+
+
+@dataclass(frozen=True)
+class ResourcesSpec:
+    cpus_per_trial: float = 1.0  # also the trial's torch threads
+    gpus_per_trial: float = 0.0  # fractions share a GPU: 0.25 -> 4 trials per GPU
+    max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
+    wait_for_nodes_s: float = 0.0  # let an autoscaling cluster grow before refusing a request
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    path: str = "tune-ptycho-runs"  # local path, shared filesystem or s3://bucket/prefix
+    name: str = ""  # default: <space>-<preset>-<UTC timestamp>
+    study_storage: str = ""  # default: sqlite optuna.db inside a local experiment
+    keep_checkpoints: int = 3  # best by val_loss per trial (Ray also keeps the newest)
+    dataset_cache: str = ""  # default: ~/.cache/tune-ptycho/datasets
+
+
+SPEC_SECTIONS = {"search": SearchSpec, "asha": AshaSpec, "resources": ResourcesSpec,
+                 "storage": StorageSpec}
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    preset: str = "cpu"
+    run: RunConfig = field(default_factory=RunConfig)
+    search: SearchSpec = field(default_factory=SearchSpec)
+    asha: AshaSpec = field(default_factory=AshaSpec)
+    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    storage: StorageSpec = field(default_factory=StorageSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat sections, as a spec file holds them: ``{"preset", "data", ..., "search", ...}``."""
+        d: dict[str, Any] = {"preset": self.preset}
+        d.update(self.run.to_dict())
+        for name in SPEC_SECTIONS:
+            d[name] = asdict(getattr(self, name))
+        return d
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"--spec {str(path)!r}: no such file")
+    text = p.read_text()
+    try:
+        if p.suffix == ".toml":
+            d = tomllib.loads(text)
+        elif p.suffix in (".yaml", ".yml"):
+            d = yaml.safe_load(text) or {}
+        elif p.suffix == ".json":
+            d = json.loads(text)
+        else:
+            raise ConfigError(f"--spec {str(path)!r}: use a .toml, .yaml/.yml or .json file")
+    except (ValueError, yaml.YAMLError) as e:  # tomllib/json errors are ValueErrors
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"--spec {str(path)!r} does not parse: {e}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"--spec {str(path)!r} must hold a mapping of sections")
+    return d
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> None:
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def build_spec(spec_file: dict[str, Any] | None = None, flags: dict[str, Any] | None = None,
+               sets: dict[str, Any] | None = None) -> ExperimentSpec:
+    """Merge preset < spec file < flags < sets (flags and sets are flat ``a/b`` paths)."""
+    spec_file = dict(spec_file or {})
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    sets = dict(sets or {})
+    preset = sets.pop("preset", flags.pop("preset", spec_file.pop("preset", "cpu")))
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}{closest(str(preset), list(PRESETS))}; "
+                          f"choose from {sorted(PRESETS)}")
+    merged: dict[str, Any] = get_preset(preset).config().to_dict()
+    for name, cls in SPEC_SECTIONS.items():
+        merged[name] = asdict(cls())
+    for key in spec_file:
+        if key not in merged:
+            raise ConfigError(f"unknown spec section {key!r}{closest(key, list(merged))}; "
+                              f"allowed: preset, {', '.join(merged)}")
+    _deep_merge(merged, spec_file)
+    for layer in (flags, sets):
+        for path, value in layer.items():
+            top = path.split("/")[0]
+            if top not in merged:
+                raise ConfigError(f"unknown config path {path!r}"
+                                  f"{closest(top, list(merged))}; sections: {', '.join(merged)}")
+            set_path(merged, path, value)
+    run = RunConfig.from_dict({k: merged[k] for k in RUN_SECTIONS})
+    parts = {name: build_dataclass(cls, merged[name], name) for name, cls in SPEC_SECTIONS.items()}
+    spec = ExperimentSpec(preset=preset, run=run, **parts)
+    validate(spec)
+    return spec
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    return build_spec(read_spec_file(path))
+
+
+def is_remote(storage_path: str) -> bool:
+    return "://" in storage_path and not storage_path.startswith("file://")
+
+
+def validate(spec: ExperimentSpec) -> None:
+    from search_spaces import SPACES  # the service, not the model core, knows the spaces
+
+    s, a, r = spec.search, spec.asha, spec.resources
+    if s.space not in SPACES:
+        raise ConfigError(f"unknown search/space={s.space!r}{closest(s.space, list(SPACES))}; "
+                          f"choose from {sorted(SPACES)}")
+    if s.num_samples < 1:
+        raise ConfigError(f"search/num_samples={s.num_samples} must be >= 1")
+    if s.max_concurrent < 0:
+        raise ConfigError(f"search/max_concurrent={s.max_concurrent} must be >= 0")
+    if s.n_startup_trials < 0:
+        raise ConfigError(f"search/n_startup_trials={s.n_startup_trials} must be >= 0")
+    max_epochs = spec.run.train.max_epochs
+    if a.grace_period < 1 or a.grace_period > max_epochs:
+        raise ConfigError(f"asha/grace_period={a.grace_period} must be in [1, train/max_epochs="
+                          f"{max_epochs}]")
+    if a.reduction_factor < 2:
+        raise ConfigError(f"asha/reduction_factor={a.reduction_factor} must be >= 2")
+    if a.brackets < 1:
+        raise ConfigError(f"asha/brackets={a.brackets} must be >= 1")
+    if not r.cpus_per_trial > 0:
+        raise ConfigError(f"resources/cpus_per_trial={r.cpus_per_trial} must be > 0")
+    if r.gpus_per_trial < 0:
+        raise ConfigError(f"resources/gpus_per_trial={r.gpus_per_trial} must be >= 0")
+    if r.gpus_per_trial > 1 and r.gpus_per_trial != int(r.gpus_per_trial):
+        raise ConfigError(f"resources/gpus_per_trial={r.gpus_per_trial}: above 1 it must be a "
+                          "whole number (fractions share one GPU)")
+    if r.max_failures < 0:
+        raise ConfigError(f"resources/max_failures={r.max_failures} must be >= 0")
+    if spec.storage.keep_checkpoints < 1:
+        raise ConfigError(f"storage/keep_checkpoints={spec.storage.keep_checkpoints} must be >= 1")
+    if is_remote(spec.storage.path) and not spec.storage.study_storage:
+        raise ConfigError(f"storage/path={spec.storage.path!r} is not a local disk: SQLite is "
+                          "unsafe there, so give --study-storage (a database URL, or "
+                          "journal:///shared/path/study.log)")
+    name = spec.storage.name
+    if name and (("/" in name) or name.startswith(".")):
+        raise ConfigError(f"storage/name={name!r} must be a plain directory name")
+
+
+def flat_search_paths(spec: ExperimentSpec) -> dict[str, Any]:
+    return flatten(spec.to_dict())
+
+
+__all__ = ["ExperimentSpec", "SearchSpec", "AshaSpec", "ResourcesSpec", "StorageSpec",
+           "build_spec", "load_spec", "read_spec_file", "validate", "is_remote", "unflatten"]

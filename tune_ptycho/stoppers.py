@@ -1,0 +1,20 @@
+"""The collapse stopper: ends a trial the epoch its trainable raises ``collapsed`` or ``diverged``.
+
+It keeps no memory of its own — the streak counters live in the trainable's checkpointed state —
+so the rule behaves the same after ``Tuner.restore`` (Ray does not persist stopper state).
+Whatever ASHA thinks, a flagged trial stops at once.
+"""
+
+from __future__ import annotations
+
+from ray import tune
+
+from ptycho_model import names
+
+
+class CollapseStopper(tune.Stopper):
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return bool(result.get(names.COLLAPSED)) or bool(result.get(names.DIVERGED))
+
+    def stop_all(self) -> bool:
+        return False

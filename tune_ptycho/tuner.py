@@ -1,0 +1,83 @@
+"""Assembling the Tuner: Optuna search on a persisted study, ASHA on the current val_loss, the
+collapse stopper, checkpoint scoring that keeps the best pre-collapse weights, and retries."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from ptycho_model import names
+from ptycho_model.data import Datasets
+from search_spaces import SPACES, make_sampler, seed_points
+from trainables.ptycho import train_ptycho
+
+from .progress import ProgressCallback
+from .spec import ExperimentSpec
+from .stoppers import CollapseStopper
+from .study import open_storage
+
+
+def make_trainable(spec: ExperimentSpec, data: Datasets):
+    """The trainable with its data in the object store (put there once, not once per trial)
+    and its resources; ``Tuner.restore`` must get one built the same way."""
+    r = spec.resources
+    fn = tune.with_parameters(train_ptycho, base=spec.run.to_dict(), data=data,
+                              threads=max(1, int(r.cpus_per_trial)))
+    return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
+
+
+def make_searcher(spec: ExperimentSpec, study_url: str, study_name: str) -> OptunaSearch:
+    s = spec.search
+    points = seed_points(s.space) if s.seed_points else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for multivariate/group
+        return OptunaSearch(space=SPACES[s.space], metric=names.OBJECTIVE, mode=names.MODE,
+                            points_to_evaluate=points or None,
+                            sampler=make_sampler(s.seed, s.n_startup_trials),
+                            study_name=study_name, storage=open_storage(study_url))
+
+
+def make_scheduler(spec: ExperimentSpec):
+    a = spec.asha
+    if not a.enabled:
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
+                         max_t=spec.run.train.max_epochs, grace_period=a.grace_period,
+                         reduction_factor=a.reduction_factor, brackets=a.brackets)
+
+
+def run_config(spec: ExperimentSpec, name: str, storage_path: str,
+               progress: ProgressCallback | None = None) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=name,
+        storage_path=storage_path,
+        stop=CollapseStopper(),
+        failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=spec.storage.keep_checkpoints,
+            checkpoint_score_attribute=names.VAL_LOSS, checkpoint_score_order=names.MODE),
+        callbacks=[progress] if progress else None,
+        verbose=0,
+    )
+
+
+def build_tuner(spec: ExperimentSpec, data: Datasets, name: str, storage_path: str,
+                study_url: str, progress: ProgressCallback | None = None) -> tune.Tuner:
+    s = spec.search
+    tune_config = tune.TuneConfig(
+        search_alg=make_searcher(spec, study_url, name),
+        scheduler=make_scheduler(spec),
+        num_samples=s.num_samples,
+        max_concurrent_trials=s.max_concurrent or None,
+        trial_dirname_creator=_dirname,
+    )
+    return tune.Tuner(make_trainable(spec, data), tune_config=tune_config,
+                      run_config=run_config(spec, name, storage_path, progress))
+
+
+def _dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
