@@ -37,6 +37,7 @@ class DataConfig:
     """The grid_lines benchmark (PTYCHO_PHYSICS.md §1.2-1.4). Sizes in pixels."""
 
     size: int = 392  # side of each full object image
+    n_lines: int = 400  # lines per object (upstream: 400 at size 392; scale with size)
     n_train: int = 2  # object images per split
     n_val: int = 1
     n_test: int = 2
@@ -128,6 +129,8 @@ class FaultConfig:
     crash_at_epoch: int = 0  # raise at this epoch (only on the first attempt: see crash_marker)
     crash_marker: str = ""  # a file path; the crash happens only while it does not exist
     sleep_s: float = 0.0  # extra seconds per epoch (gives tests time to act mid-run)
+    collapse_at_epoch: int = 0  # from this epoch on, val_loss is scaled by collapse_factor:
+    collapse_factor: float = 10.0  # a scripted learns-then-collapses curve through the real rule
 
 
 @dataclass(frozen=True)
@@ -313,10 +316,14 @@ def _check_data(c: DataConfig) -> None:
         raise ConfigError(f"data/N={c.N} must be even (fftshift centre at N/2)")
     if c.size < c.N:
         raise ConfigError(f"data/size={c.size} must be >= data/N={c.N}")
-    for name in ("n_train", "n_test", "stride_train", "stride_test"):
+    for name in ("n_train", "n_test", "stride_train", "stride_test", "n_lines"):
         _at_least(f"data/{name}", getattr(c, name), 1)
     _at_least("data/n_val", c.n_val, 0 if c.val_is_test else 1)
     _positive("data/nphotons", c.nphotons)
+    _at_least("data/object_seed", c.object_seed, 0)
+    _at_least("data/noise_seed", c.noise_seed, 0)
+    if c.stride_test > c.N:
+        raise ConfigError(f"data/stride_test={c.stride_test} must be <= data/N={c.N}")
     if c.stride_test % 2:
         raise ConfigError(f"data/stride_test={c.stride_test} must be even (stitching border)")
 
@@ -395,7 +402,7 @@ def _check_run(c: RunConfig) -> None:
                           f"(model/blocks={c.model.blocks}); choose blocks <= "
                           f"{1 + int(math.log2(c.data.N & -c.data.N))} or another N")
     f = c.faults
-    if (f.nan_at_epoch or f.crash_at_epoch or f.sleep_s) and not f.allowed:
+    if (f.nan_at_epoch or f.crash_at_epoch or f.sleep_s or f.collapse_at_epoch) and not f.allowed:
         raise ConfigError("faults/* inject failures for tests; set faults/allowed=true to use them")
 
 

@@ -43,8 +43,12 @@ CODE_VERSION = "grid_lines-sim-1"
 SPLIT_NAMES = ("train", "test", "val")
 STREAMS = {"train": 0, "test": 1, "val": 2}  # object and noise stream per split
 _CHUNK = 1024  # patches per FFT / Poisson batch (bounds peak memory); part of the noise stream
-_WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+_WORKERS = min(
+    4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+)
 
+# Also importable from here (lazily, see __getattr__): save_split, load_split, save_datasets,
+# load_datasets from ptycho_model.npz_io.
 __all__ = [
     "CODE_VERSION",
     "DataError",
@@ -54,12 +58,8 @@ __all__ = [
     "data_fingerprint",
     "extract_patches",
     "ground_truth_image",
-    "load_datasets",
-    "load_split",
     "n_side",
     "patch_count",
-    "save_datasets",
-    "save_split",
     "simulate",
     "stitch_border",
     "stitch_patches",
@@ -81,12 +81,12 @@ class Split:
         Y_I: ``(n, N, N, 1)`` float32, illuminated amplitude label ``Y_I * |P_sim|``.
         Y_phi: ``(n, N, N, 1)`` float32, object phase patch (probe phase not included).
         coords_nominal, coords_true: ``(n, 1, 2, 1)`` float32, relative offsets (0 at gridsize 1).
-        YY_full: ``(nimgs, size, size, 1)`` complex64, full objects ``A exp(i phi)``, not normalised.
+        YY_full: ``(nimgs, size, size, 1)`` complex64, full objects ``A exp(i phi)`` (raw scale).
         probeGuess: ``(N, N)`` complex64, the transformed probe (before ``set_probe``).
         probe_simulated: ``(N, N)`` complex64, ``P_sim``, the probe the simulation used.
         metadata: the ``_metadata`` JSON (schema 1.0.0); ``additional_parameters`` holds at least
             ``split``, ``stride`` and ``n_side``.
-        YY_ground_truth: test split only, ``(H', W', 1)`` complex64, clipped ground truth of image 0.
+        YY_ground_truth: test split only, ``(H', W', 1)`` complex64, clipped ground truth, image 0.
         norm_Y_I: test split only, the split's amplitude norm (stitched patches x norm = object).
     """
 
@@ -150,7 +150,7 @@ class Datasets:
 
 
 def extract_patches(images: np.ndarray, N: int, stride: int) -> np.ndarray:
-    """VALID ``N x N`` windows at ``stride``, raster order within each image, images in order (§1.3).
+    """VALID ``N x N`` windows at ``stride``: raster order within an image, images in order (§1.3).
 
     Args:
         images: ``(nimgs, size, size)`` any dtype.
@@ -181,7 +181,7 @@ def data_fingerprint(cfg: DataConfig) -> str:
 
 
 def _validated(cfg: DataConfig) -> DataConfig:
-    """Re-run the config's range checks (a DataConfig may be built directly) plus simulation ones."""
+    """Re-run the config's range checks (a DataConfig may be built directly) plus our own."""
     if not isinstance(cfg, DataConfig):
         raise TypeError(f"simulate: cfg must be a DataConfig, got {type(cfg).__name__}")
     cfg = build_dataclass(DataConfig, dataclasses.asdict(cfg), "data")
@@ -189,11 +189,15 @@ def _validated(cfg: DataConfig) -> DataConfig:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"data/{name}={getattr(cfg, name)} must be >= 0")
     if cfg.stride_test > cfg.N:
-        raise ConfigError(f"data/stride_test={cfg.stride_test} must be <= data/N={cfg.N} (stitching)")
+        raise ConfigError(
+            f"data/stride_test={cfg.stride_test} must be <= data/N={cfg.N} (stitching)"
+        )
     return cfg
 
 
-def _metadata(cfg: DataConfig, name: str, nimgs: int, stride: int, fingerprint: str) -> dict[str, Any]:
+def _metadata(
+    cfg: DataConfig, name: str, nimgs: int, stride: int, fingerprint: str
+) -> dict[str, Any]:
     """The ``_metadata`` record of one split (§2 schema 1.0.0 plus this project's fields)."""
     return {
         "schema": CONSTANTS.schema,
@@ -268,7 +272,7 @@ def _build_split(
     fingerprint: str,
     scale: float | None,
 ) -> tuple[Split, float]:
-    """Simulate one split; ``scale`` None means compute it from this split (train). Returns (split, s)."""
+    """Simulate one split; ``scale=None`` computes ``s`` from this split (train). -> (split, s)."""
     amps = extract_patches(np.abs(objects).astype(np.float32), cfg.N, stride)  # (n, N, N)
     phi = extract_patches(np.angle(objects).astype(np.float32), cfg.N, stride)
     norm = float(np.mean(amps.max(axis=(1, 2))))  # §1.3: mean over patches of max(A_patch)
@@ -290,8 +294,8 @@ def _build_split(
         coords_nominal=zeros,
         coords_true=zeros.copy(),
         YY_full=objects[..., None].astype(np.complex64),
-        probeGuess=probe_guess,
-        probe_simulated=p_sim,
+        probeGuess=probe_guess.copy(),  # each split owns its arrays
+        probe_simulated=p_sim.copy(),
         metadata=_metadata(cfg, name, objects.shape[0], stride, fingerprint),
     )
     if name == "test":
@@ -307,7 +311,8 @@ def simulate(cfg: DataConfig) -> Datasets:
     noise from ``data/noise_seed`` (same streams), train order shuffled with seed 0; test and val
     stay in raster order. The intensity scale ``s`` comes from train and is reused for val / test.
     Train and val use ``stride_train``, test ``stride_test``. The probe is
-    ``probeGuess = smooth_probe(make_probe(data/probe, N))`` and ``P_sim = simulation_probe(probeGuess)``.
+    ``probeGuess = smooth_probe(make_probe(data/probe, N))``, and
+    ``P_sim = simulation_probe(probeGuess)``.
 
     Returns:
         :class:`Datasets`; ``val is test`` when ``data/val_is_test``.
@@ -318,15 +323,22 @@ def simulate(cfg: DataConfig) -> Datasets:
     p_sim = simulation_probe(probe_guess)
 
     def objects(name: str, count: int) -> np.ndarray:
-        return make_objects(cfg.size, count, cfg.object_seed, STREAMS[name], cfg.set_phi)
+        return make_objects(cfg.size, count, cfg.object_seed, STREAMS[name], cfg.set_phi,
+                            cfg.n_lines)
 
     common = dict(cfg=cfg, probe_guess=probe_guess, p_sim=p_sim, fingerprint=fingerprint)
-    train, scale = _build_split("train", objects("train", cfg.n_train), cfg.stride_train, scale=None, **common)
-    test, _ = _build_split("test", objects("test", cfg.n_test), cfg.stride_test, scale=scale, **common)
+    train, scale = _build_split(
+        "train", objects("train", cfg.n_train), cfg.stride_train, scale=None, **common
+    )
+    test, _ = _build_split(
+        "test", objects("test", cfg.n_test), cfg.stride_test, scale=scale, **common
+    )
     if cfg.val_is_test:
         val = test
     else:
-        val, _ = _build_split("val", objects("val", cfg.n_val), cfg.stride_train, scale=scale, **common)
+        val, _ = _build_split(
+            "val", objects("val", cfg.n_val), cfg.stride_train, scale=scale, **common
+        )
     return Datasets(train=train, val=val, test=test)
 
 

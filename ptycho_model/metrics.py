@@ -122,8 +122,7 @@ def frc_curve(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
     no windowing, no mean subtraction).
 
     Empty shells (power below ``1e-24`` of the image's total spectral energy, so that FFT rounding
-    of a constant image does not pass for signal) make the ratio 0/0; upstream leaves that to
-    numpy. Here, documented:
+    of a constant image does not pass for signal) make the ratio 0/0. This module's convention:
       * both images empty in a shell -> NaN (nothing to compare; e.g. the DC shell of two
         plane-removed, hence zero-mean, phases, or every shell of two all-zero images);
       * exactly one empty -> 0.0 (one image has content at that frequency and the other none: no

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ptycho_model.data import SPLIT_NAMES, Datasets, DataError, Split
+from ptycho_model.data import SPLIT_NAMES, DataError, Datasets, Split
 from ptycho_model.probes import ProbeError, simulation_probe
 from ptycho_model.stitching import n_side as count_side
 
@@ -51,7 +51,9 @@ def _check_array(arr: np.ndarray, key: str, where: str) -> np.ndarray:
     if np.iscomplexobj(arr) and not np.issubdtype(dtype, np.complexfloating):
         raise DataError(f"{where}: key {key!r} must be real, got dtype={arr.dtype}")
     if not np.isfinite(arr).all():
-        raise DataError(f"{where}: key {key!r} holds {int(np.size(arr) - np.isfinite(arr).sum())} NaN/Inf values")
+        raise DataError(
+            f"{where}: key {key!r} holds {int(arr.size - np.isfinite(arr).sum())} NaN/Inf values"
+        )
     return arr.astype(dtype, copy=False)
 
 
@@ -70,10 +72,15 @@ def _check_shapes(a: dict[str, np.ndarray], where: str) -> None:
     for key, shape in expect.items():
         if key in a and a[key].shape != shape:
             hint = " (only gridsize 1, C = 1, is supported)" if key == "diffraction" else ""
-            raise DataError(f"{where}: key {key!r} has shape={a[key].shape}, expected {shape}{hint}")
+            raise DataError(
+                f"{where}: key {key!r} has shape={a[key].shape}, expected {shape}{hint}"
+            )
     full = a["YY_full"].shape
     if full[-1] != 1 or full[1] != full[2] or full[1] < N or full[0] < 1:
-        raise DataError(f"{where}: key 'YY_full' has shape={full}, expected (nimgs, size, size, 1), size >= N={N}")
+        raise DataError(
+            f"{where}: key 'YY_full' has shape={full}, expected (nimgs, size, size, 1) "
+            f"with size >= N={N}"
+        )
     gt = a.get("YY_ground_truth")
     if gt is not None and (gt.shape[-1] != 1 or gt.shape[0] != gt.shape[1]):
         raise DataError(f"{where}: key 'YY_ground_truth' has shape={gt.shape}, expected (H, H, 1)")
@@ -122,7 +129,8 @@ def save_split(split: Split, path: str | Path) -> Path:
                 info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
                 info.external_attr = 0o644 << 16
                 with zf.open(info, "w", force_zip64=True) as fh:
-                    np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
+                    # np.ascontiguousarray would turn the 0-d scalars into shape (1,)
+                    np.lib.format.write_array(fh, np.asarray(arr, order="C"), allow_pickle=False)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -208,7 +216,9 @@ def load_split(path: str | Path) -> Split:
         required = [k for k in ARRAY_KEYS if k not in OPTIONAL_KEYS]
         for key in required:
             if key not in files:
-                raise DataError(f"{str(path)!r}: required key {key!r} missing; the file holds {sorted(files)}")
+                raise DataError(
+                    f"{str(path)!r}: required key {key!r} missing; the file holds {sorted(files)}"
+                )
         arrays: dict[str, np.ndarray] = {}
         for key in ARRAY_KEYS:
             if key not in files:
@@ -245,7 +255,7 @@ def load_split(path: str | Path) -> Split:
 
 
 def save_datasets(ds: Datasets, out_dir: str | Path) -> list[Path]:
-    """Write ``train.npz``, ``test.npz`` and (unless ``val is test``) ``val.npz``; returns the paths."""
+    """Write ``train.npz``, ``test.npz`` and (unless ``val is test``) ``val.npz``; -> the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [save_split(ds.train, out / "train.npz"), save_split(ds.test, out / "test.npz")]
@@ -255,7 +265,7 @@ def save_datasets(ds: Datasets, out_dir: str | Path) -> list[Path]:
 
 
 def load_datasets(data_dir: str | Path, val_is_test: bool = False) -> Datasets:
-    """Read a directory written by :func:`save_datasets` (or upstream's ``train.npz`` / ``test.npz``).
+    """Read a directory from :func:`save_datasets` (or upstream's ``train.npz`` / ``test.npz``).
 
     With ``val_is_test`` the test split doubles as validation and ``val.npz`` is not read.
     """

@@ -1,10 +1,10 @@
-"""The grid_lines test object: random blurred lines as amplitude, an optional amplitude-derived phase.
+"""The grid_lines test object: random blurred lines as amplitude, optionally a derived phase.
 
 Holds numpy functions producing full object images (PTYCHO_PHYSICS.md §1.2, upstream
 ``ptycho/diffsim.py`` ``mk_lines_img`` / ``mk_lines`` / ``dummy_phi``). Randomness comes only from
 the ``numpy.random.Generator`` passed in; :func:`make_objects` derives one generator per image from
 ``(seed, stream, index)`` so train / test / val images are independent, reproducible streams
-(upstream used the global ``np.random.seed(1)`` / ``seed(2)``; the values differ, the law is the same).
+(upstream used the global ``np.random.seed(1)`` / ``seed(2)``; values differ, the law is the same).
 Patch extraction and noise live in :mod:`ptycho_model.data`.
 """
 
@@ -20,7 +20,7 @@ from ptycho_model.physics import CONSTANTS
 _TRUNCATE = 4.0
 
 
-def lines_amplitude(size: int, rng: np.random.Generator) -> np.ndarray:
+def lines_amplitude(size: int, rng: np.random.Generator, n_lines: int = CONSTANTS.n_lines) -> np.ndarray:
     """One lines-object amplitude image (``mk_lines_img(2 * size, nlines=400)``, centre-cropped).
 
     On a zero canvas of side ``M = 2 * size``, 400 straight lines are drawn between integer
@@ -34,7 +34,10 @@ def lines_amplitude(size: int, rng: np.random.Generator) -> np.ndarray:
 
     Args:
         size: side of the output image, >= 1.
-        rng: the generator; consumes exactly ``4 * 400`` uniforms.
+        rng: the generator; consumes exactly ``4 * n_lines`` uniforms.
+        n_lines: lines on the canvas (upstream: 400 at size 392). A smaller object needs fewer
+            lines for the same texture: 400 lines on a 144 px canvas blur to a near-constant
+            image (std/mean 0.04), nothing to learn (see ``data/n_lines`` in the presets).
 
     Returns:
         ``(size, size)`` float32, >= 0.
@@ -43,7 +46,7 @@ def lines_amplitude(size: int, rng: np.random.Generator) -> np.ndarray:
         raise ValueError(f"lines_amplitude: size={size!r} must be an integer >= 1")
     m = 2 * size
     canvas = np.zeros((m, m), dtype=np.float64)
-    ends = np.floor(m * rng.random((CONSTANTS.n_lines, 4))).astype(np.intp)  # (r0, c0, r1, c1)
+    ends = np.floor(m * rng.random((n_lines, 4))).astype(np.intp)  # (r0, c0, r1, c1)
     for r0, c0, r1, c1 in ends:
         rr, cc = line(r0, c0, r1, c1)
         canvas[rr, cc] = 1.0
@@ -85,7 +88,8 @@ def dummy_phi(amps: np.ndarray) -> np.ndarray:
     return phi.astype(np.float32)
 
 
-def make_objects(size: int, n: int, seed: int, stream: int, set_phi: bool) -> np.ndarray:
+def make_objects(size: int, n: int, seed: int, stream: int, set_phi: bool,
+                 n_lines: int = CONSTANTS.n_lines) -> np.ndarray:
     """``n`` lines objects ``A * exp(i phi)`` of one split.
 
     Image ``i`` uses ``np.random.default_rng([seed, stream, i])``: any image can be regenerated
@@ -98,6 +102,7 @@ def make_objects(size: int, n: int, seed: int, stream: int, set_phi: bool) -> np
         seed: ``data/object_seed``, >= 0.
         stream: split stream index, >= 0.
         set_phi: phase from :func:`dummy_phi` if true, else 0.
+        n_lines: lines per image (:func:`lines_amplitude`).
 
     Returns:
         ``(n, size, size)`` complex64 (not normalised).
@@ -107,7 +112,9 @@ def make_objects(size: int, n: int, seed: int, stream: int, set_phi: bool) -> np
             raise ValueError(f"make_objects: {name}={value!r} must be an integer >= {lo}")
     if n == 0:
         return np.zeros((0, size, size), dtype=np.complex64)
-    amps = np.stack([lines_amplitude(size, np.random.default_rng([seed, stream, i])) for i in range(n)])
+    amps = np.stack(
+        [lines_amplitude(size, np.random.default_rng([seed, stream, i]), n_lines) for i in range(n)]
+    )
     if not set_phi:
         return amps.astype(np.complex64)
     phi = dummy_phi(amps)

@@ -6,7 +6,8 @@ conventions used by the physics, probe, object and data modules. It deliberately
 (:mod:`ptycho_model.probes`), objects (:mod:`ptycho_model.objects`) and anything with parameters.
 
 Convention (PTYCHO_PHYSICS.md §1.4, upstream ``ptycho/diffsim.py`` and ``ptycho_torch/model.py``
-``pad_and_diffract``): unitary 2-D FFT, no zero padding, DC moved to pixel ``(N/2, N/2)`` by fftshift::
+``pad_and_diffract``): unitary 2-D FFT, no zero padding, DC moved to pixel ``(N/2, N/2)`` by
+fftshift::
 
     amp = sqrt( fftshift( |FFT2(psi)|^2 / N^2 ) ) = | fftshift( fft2(psi, norm="ortho") ) |
 """
@@ -62,7 +63,9 @@ def far_field_amplitude(psi: torch.Tensor) -> torch.Tensor:
     if not torch.is_complex(psi):
         raise TypeError(f"far_field_amplitude: psi must be a complex tensor, got dtype={psi.dtype}")
     if psi.ndim < 2 or psi.shape[-1] != psi.shape[-2]:
-        raise ValueError(f"far_field_amplitude: psi must be (..., N, N), got shape={tuple(psi.shape)}")
+        raise ValueError(
+            f"far_field_amplitude: psi must be (..., N, N), got shape={tuple(psi.shape)}"
+        )
     # §1.4: amp = sqrt(fftshift(|FFT2(psi)|^2 / N^2)); abs() has a finite (zero) gradient at 0,
     # unlike sqrt(|.|^2), so the loss stays differentiable where the prediction is dark.
     spectrum = torch.fft.fft2(psi, norm=CONSTANTS.fft_norm)
@@ -87,7 +90,9 @@ def predicted_amplitude(
     if not torch.is_complex(obj):
         raise TypeError(f"predicted_amplitude: obj must be complex, got dtype={obj.dtype}")
     if obj.ndim != 4:
-        raise ValueError(f"predicted_amplitude: obj must be (B, C, N, N), got shape={tuple(obj.shape)}")
+        raise ValueError(
+            f"predicted_amplitude: obj must be (B, C, N, N), got shape={tuple(obj.shape)}"
+        )
     if probe.shape[-2:] != obj.shape[-2:]:
         raise ValueError(
             f"predicted_amplitude: probe shape={tuple(probe.shape)} does not match the object "

@@ -24,7 +24,7 @@ class Preset:
 
 
 _TINY = {
-    "data/size": 72, "data/N": 32, "data/n_train": 1, "data/n_val": 1, "data/n_test": 1,
+    "data/size": 72, "data/n_lines": 73, "data/N": 32, "data/n_train": 1, "data/n_val": 1, "data/n_test": 1,
     "data/stride_train": 4, "data/stride_test": 10, "data/probe": "asymmetric",
     "model/width": 8, "model/blocks": 3, "model/modes": 4,
     "train/max_epochs": 3, "train/batch_size": 16, "train/eval_every": 0, "train/seed": 0,
@@ -32,7 +32,7 @@ _TINY = {
 }
 
 _CPU = {
-    "data/size": 118, "data/N": 32, "data/n_train": 1, "data/n_val": 1, "data/n_test": 1,
+    "data/size": 118, "data/n_lines": 120, "data/N": 32, "data/n_train": 1, "data/n_val": 1, "data/n_test": 1,
     "data/stride_train": 4, "data/stride_test": 10, "data/probe": "asymmetric",
     "model/width": 16, "model/blocks": 3, "model/modes": 8,
     "optim/lr": 1e-3, "train/max_epochs": 25, "train/batch_size": 16, "train/eval_every": 5,

@@ -112,7 +112,7 @@ def smooth_probe(probe: np.ndarray, sigma: float = CONSTANTS.probe_smoothing_sig
 
 
 def simulation_mask(N: int) -> np.ndarray:
-    """The ``set_probe`` disk ``r < N // 4`` on centred coordinates ``i - N/2 + 0.5``; (N, N) bool."""
+    """The ``set_probe`` disk ``r < N // 4`` on centred coords ``i - N/2 + 0.5``; (N, N) bool."""
     yy, xx = _centred_coords(N)
     return np.sqrt(yy**2 + xx**2) < N // CONSTANTS.sim_probe_mask_divisor
 

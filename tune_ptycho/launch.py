@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from ptycho_model import names
@@ -16,7 +17,9 @@ from .experiment import (
 )
 from .progress import ProgressCallback, describe_params
 from .single_run import utc_stamp
-from .spec import ExperimentSpec
+from .searcher import repair_before_resume
+from .spec import ExperimentSpec, is_remote
+from .study import load_study
 from .tuner import build_tuner, make_trainable
 
 EXIT_OK, EXIT_TRIAL_ERRORS, EXIT_INTERRUPTED = 0, 1, 130
@@ -66,6 +69,11 @@ def resume(path: str, address: str | None = None, dashboard: bool = True) -> int
     if not tune.Tuner.can_restore(info.uri):
         raise ValueError(f"{info.uri!r} holds no Tune experiment state to resume from")
     data, _ = _prepare(info.spec, address, dashboard)
+    if not is_remote(info.uri):
+        failed, requeued = repair_before_resume(Path(info.uri), load_study(info.study_url, info.name))
+        if failed:
+            print(f"study: {failed} trial(s) the killed driver had started but Tune never "
+                  f"recorded marked FAIL; {requeued} seed arm(s) among them enqueued again")
     print(f"resuming {info.uri}")
     tuner = tune.Tuner.restore(info.uri, trainable=make_trainable(info.spec, slim_for_trials(data)),
                                resume_unfinished=True, resume_errored=True)

@@ -171,6 +171,12 @@ def validate(spec: ExperimentSpec) -> None:
     if a.grace_period < 1 or a.grace_period > max_epochs:
         raise ConfigError(f"asha/grace_period={a.grace_period} must be in [1, train/max_epochs="
                           f"{max_epochs}]")
+    from search_spaces import MAX_WARMUP_EPOCHS, distributions
+
+    if "sched/warmup_epochs" in distributions(s.space) and max_epochs <= MAX_WARMUP_EPOCHS:
+        raise ConfigError(f"search/space={s.space!r} searches sched/warmup_epochs up to "
+                          f"{MAX_WARMUP_EPOCHS}, so train/max_epochs={max_epochs} must be > "
+                          f"{MAX_WARMUP_EPOCHS}")
     if a.reduction_factor < 2:
         raise ConfigError(f"asha/reduction_factor={a.reduction_factor} must be >= 2")
     if a.brackets < 1:

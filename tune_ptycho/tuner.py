@@ -8,7 +8,6 @@ from typing import Any
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search.optuna import OptunaSearch
 
 from ptycho_model import names
 from ptycho_model.data import Datasets
@@ -16,6 +15,7 @@ from search_spaces import SPACES, make_sampler, seed_points
 from trainables.ptycho import train_ptycho
 
 from .progress import ProgressCallback
+from .searcher import ResumableOptunaSearch
 from .spec import ExperimentSpec
 from .stoppers import CollapseStopper
 from .study import open_storage
@@ -30,15 +30,16 @@ def make_trainable(spec: ExperimentSpec, data: Datasets):
     return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
 
 
-def make_searcher(spec: ExperimentSpec, study_url: str, study_name: str) -> OptunaSearch:
+def make_searcher(spec: ExperimentSpec, study_url: str, study_name: str) -> ResumableOptunaSearch:
     s = spec.search
-    points = seed_points(s.space) if s.seed_points else None
+    # Never enqueue more arms than trials: a leftover would sit WAITING in the study forever.
+    points = seed_points(s.space)[: s.num_samples] if s.seed_points else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for multivariate/group
-        return OptunaSearch(space=SPACES[s.space], metric=names.OBJECTIVE, mode=names.MODE,
-                            points_to_evaluate=points or None,
-                            sampler=make_sampler(s.seed, s.n_startup_trials),
-                            study_name=study_name, storage=open_storage(study_url))
+        return ResumableOptunaSearch(space=SPACES[s.space], metric=names.OBJECTIVE, mode=names.MODE,
+                                     points_to_evaluate=points or None,
+                                     sampler=make_sampler(s.seed, s.n_startup_trials),
+                                     study_name=study_name, storage=open_storage(study_url))
 
 
 def make_scheduler(spec: ExperimentSpec):

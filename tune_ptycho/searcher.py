@@ -1,0 +1,76 @@
+"""OptunaSearch that survives a killed driver, and the study repair done before a resume.
+
+Tune snapshots its experiment state every few seconds, while the Optuna study (SQLite or a
+database server) is written at once. After a SIGKILL the study can therefore be *ahead* of the
+snapshot that ``Tuner.restore`` resumes from:
+
+* a trial that finished after the snapshot is resumed by Tune, and reports again to a study trial
+  that is already COMPLETE — stock OptunaSearch raises ``UpdateFinishedTrialError`` and the
+  driver dies. :class:`ResumableOptunaSearch` keeps the value the study was first told and
+  ignores the late reports;
+* a trial asked for after the snapshot never reaches Tune and stays RUNNING in the study:
+  :func:`repair_before_resume` marks it FAIL, and if it carried an enqueued seed arm enqueues that
+  arm again — so each arm runs exactly once in Tune and is never enqueued twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
+logger = logging.getLogger(__name__)
+
+
+class ResumableOptunaSearch(OptunaSearch):
+    def _finished(self, trial_id: str) -> bool:
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None:
+            return False
+        state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
+        return state.is_finished()
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self._finished(trial_id):
+            return
+        super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        if self._finished(trial_id):
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+
+def _known_numbers(experiment_dir: Path) -> set[int] | None:
+    """Study trial numbers the latest searcher snapshot maps to Tune trials."""
+    snaps = sorted(experiment_dir.glob("searcher-state-*.pkl"))
+    if not snaps:
+        return None
+    with open(snaps[-1], "rb") as f:
+        state: dict[str, Any] = pickle.load(f)
+    return {t.number for t in state.get("_ot_trials", {}).values()}
+
+
+def repair_before_resume(experiment_dir: Path, study: optuna.Study) -> tuple[int, int]:
+    """Mark RUNNING study trials unknown to Tune's snapshot FAIL; re-enqueue the seed arms they
+    carried. Returns (failed, re-enqueued)."""
+    known = _known_numbers(experiment_dir)
+    if known is None:
+        return 0, 0
+    failed = requeued = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if t.number in known:
+            continue
+        fixed = t.system_attrs.get("fixed_params")
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        failed += 1
+        if fixed:
+            study.enqueue_trial(fixed, skip_if_exists=False)
+            requeued += 1
+    return failed, requeued
