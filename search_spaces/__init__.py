@@ -19,6 +19,7 @@ from .spaces import (
     get_space,
     lr_guard,
     optimizer,
+    seeds,
     stage_a,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "projected_arms",
     "run_space",
     "seed_points",
+    "seeds",
     "stage_a",
     "suggested_params",
 ]

@@ -15,7 +15,9 @@ Projection rule (``projected_arms``, ``seed_points``), per space and arm:
    clipping is none | norm) leaves the arm out of that space.
 3. A numeric value outside the space's range is moved to the nearest bound: the SGD arm's
    ``optim/weight_decay = 0`` becomes the log range's low bound 1e-6 (effectively no decay).
-4. Points equal to an earlier one are dropped; the first arm's name is kept. Order follows
+4. An arm that sets none of the names the space asks says nothing about it and is left out
+   (every arm leaves ``train/seed`` alone, so the ``seeds`` space has no seed points).
+5. Points equal to an earlier one are dropped; the first arm's name is kept. Order follows
    ``SEED_ARMS`` (the order the upstream study ran them).
 
 Every point is checked by running the space under :class:`optuna.trial.FixedTrial`, which must
@@ -123,7 +125,7 @@ def _into_range(value: Any, dist: FloatDistribution | IntDistribution) -> float 
 
 
 def project(space: str | Space, values: dict[str, Any]) -> dict[str, Any] | None:
-    """``values`` (an arm) projected onto ``space`` by rules 1-3; ``None`` where rule 2 applies."""
+    """``values`` (an arm) projected onto ``space`` by rules 1-4; ``None`` where rule 2 or 4 applies."""
     answers = {**flatten(RunConfig().to_dict()), **values}
 
     def answer(name: str, dist: BaseDistribution) -> Any:
@@ -143,6 +145,8 @@ def project(space: str | Space, values: dict[str, Any]) -> dict[str, Any] | None
         return None
     asked = suggested_params(space, point)
     assert asked == point, f"projection {point!r} selects another branch: {asked!r}"
+    if not set(point) & set(values):  # rule 4
+        return None
     return point
 
 

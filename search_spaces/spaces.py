@@ -89,6 +89,9 @@ _SCHEDULES = ("constant", "warmup_cosine")
 # --------------------------------------------------------------------------------------------
 
 
+MAX_SEED = 2**31 - 1
+
+
 def _suggest_architecture(trial: optuna.Trial, *, with_layerscale_init: bool) -> None:
     arch = trial.suggest_categorical("model/arch", ARCHS)
     if arch == "stable_hybrid":
@@ -160,14 +163,23 @@ def full(trial: optuna.Trial) -> None:
     _suggest_clip(trial, _STAGE_A_CLIPS)
 
 
+def seeds(trial: optuna.Trial) -> None:
+    """Only ``train/seed``: repeat the preset's own arm to measure how often it collapses
+    (upstream's multi-seed crash-probability protocol)."""
+    trial.suggest_int("train/seed", 0, MAX_SEED)
+
+
 SPACES: dict[str, Callable[[optuna.Trial], None]] = {
     "stage_a": stage_a,
     "lr_guard": lr_guard,
     "optimizer": optimizer,
+    "seeds": seeds,
     "full": full,
 }
 
 DESCRIPTIONS: dict[str, str] = {
+    "seeds": "train/seed only: the preset's arm (plus --set overrides) repeated over seeds, "
+    "to measure how often it collapses",
     "stage_a": "model/arch (stable_hybrid: zero_gamma | layerscale block) x clip/algorithm "
     "none | norm | agc, threshold per algorithm (upstream Stage A)",
     "lr_guard": "optim/lr, constant | warmup_cosine (warmup epochs, min ratio), none | norm clip; "

@@ -69,8 +69,8 @@ def _run_study(name: str, sampler: optuna.samplers.BaseSampler, n: int,
 # --------------------------------------------------------------------------------------------
 
 
-def test_registry_has_the_four_spaces_each_described() -> None:
-    assert set(SPACES) == {"stage_a", "lr_guard", "optimizer", "full"}
+def test_registry_has_every_space_each_described() -> None:
+    assert set(SPACES) == {"stage_a", "lr_guard", "optimizer", "seeds", "full"}
     assert set(DESCRIPTIONS) == set(SPACES)
     assert all(isinstance(d, str) and d and "\n" not in d for d in DESCRIPTIONS.values())
 
@@ -85,7 +85,7 @@ def test_space_is_picklable_module_level_function(name: str) -> None:
 
 def test_unknown_space_names_the_value_and_the_choices() -> None:
     with pytest.raises(ValueError, match=r"unknown space 'nope'; choose from \['full', "
-                                         r"'lr_guard', 'optimizer', 'stage_a'\]"):
+                                         r"'lr_guard', 'optimizer', 'seeds', 'stage_a'\]"):
         get_space("nope")
     with pytest.raises(ValueError, match="unknown space 'stagea'"):
         seed_points("stagea")
@@ -242,7 +242,7 @@ def test_seed_arm_values_from_the_study_plans() -> None:
 @pytest.mark.parametrize("name", SPACE_NAMES)
 def test_seed_points_run_in_range_and_build_configs(name: str) -> None:
     points = seed_points(name)
-    assert points
+    assert bool(points) == (name != "seeds")  # no arm sets train/seed
     assert all(a != b for i, a in enumerate(points) for b in points[i + 1:])  # de-duplicated
     for point in points:
         trial = optuna.trial.FixedTrial(point)

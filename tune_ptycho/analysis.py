@@ -32,18 +32,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from ptycho_model import names
+from ptycho_model.config import RunConfig, flatten
 
-from ptycho_model import names  # noqa: E402
-from ptycho_model.config import RunConfig, flatten  # noqa: E402
+from .experiment import DATASET_FILE, SPEC_FILE, ExperimentInfo, rank_key
+from .spec import is_remote
 
-from .experiment import SPEC_FILE, ExperimentInfo, rank_key  # noqa: E402
-from .spec import is_remote  # noqa: E402
+# pandas and matplotlib are imported where used: the CLI imports this module for its error
+# classes on every command.
 
 REPORT_DIR = "report"
 STATE_FILE = "state.pt"  # trainables.ptycho.STATE_FILE (not imported: that module imports ray)
@@ -81,6 +79,15 @@ class NotAnExperiment(ValueError):
 
 class NoResults(ValueError):
     """No trial of the experiment reported a result, so there is no best trial (exit code 2)."""
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 # ============================================================================ reading
@@ -448,6 +455,7 @@ STAT_COLUMNS = (names.AMP_SSIM, names.BEST_CKPT_PREFIX + names.AMP_SSIM, names.A
 
 
 def trials_frame(exp: Experiment) -> pd.DataFrame:
+    import pandas as pd
     params = searched_params(exp)
     records = []
     for t in exp.trials:
@@ -469,7 +477,7 @@ def trials_frame(exp: Experiment) -> pd.DataFrame:
             rec[c] = _finite(const if c == names.AMP_SSIM_CONSTANT else last.get(c))
         rec.update({
             "node_id": last.get("node_id"), "hostname": last.get("hostname"),
-            "start_time": _iso(start), "end_time": _iso(end),
+            "start_time": _iso(start), "end_time": _iso(end), "start_ts": start, "end_ts": end,
             "wall_s": (end - start) if start is not None and end is not None else None,
             "time_total_s": _finite(last.get("time_total_s")),
             "n_results": len(t.rows), "error": t.error or (None if t.rows else "no result"),
@@ -479,7 +487,10 @@ def trials_frame(exp: Experiment) -> pd.DataFrame:
     df = pd.DataFrame.from_records(records)
     if df.empty:
         df = pd.DataFrame(columns=["trial_id", "outcome", "status", "last_epoch", "rank"])
-    df["rank"] = pd.array(df["rank"].tolist(), dtype="Int64")
+    for c in ("rank", "last_epoch", names.BEST_EPOCH, "n_results"):
+        if c in df:
+            df[c] = pd.array([None if v is None or pd.isna(v) else int(v) for v in df[c].tolist()],
+                             dtype="Int64")
     return df.sort_values(["rank", "trial_id"], na_position="last").reset_index(drop=True)
 
 
@@ -497,6 +508,7 @@ def _flat_row(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def results_frame(exp: Experiment) -> pd.DataFrame:
+    import pandas as pd
     rows = []
     for t in exp.trials:
         for r in t.rows:
@@ -527,6 +539,7 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
 
 
 def _placeholder(path: Path, title: str, message: str) -> Path:
+    plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.axis("off")
     ax.text(0.5, 0.6, "no data", ha="center", va="center", fontsize=20, color="0.4")
@@ -547,6 +560,7 @@ def _outcome_legend(ax_or_fig, outcomes: list[str], **kw) -> None:
 
 
 def learning_curves_figure(exp: Experiment, path: Path) -> Path:
+    plt = _plt()
     curves = []
     for t in exp.trials:
         pts = [(_num(r.get(names.EPOCH, r.get("training_iteration"))), _num(r.get(names.VAL_LOSS)))
@@ -583,6 +597,7 @@ def learning_curves_figure(exp: Experiment, path: Path) -> Path:
 def param_kinds(exp: Experiment, params: list[str], df: pd.DataFrame) -> dict[str, str]:
     """``categorical`` | ``log`` | ``linear`` per parameter: the study's distributions first,
     then the named space's, then the values (numeric spanning more than 2 decades -> log)."""
+    import pandas as pd
     import optuna.distributions as od
 
     dists: dict[str, list[Any]] = {}
@@ -623,6 +638,7 @@ def param_kinds(exp: Experiment, params: list[str], df: pd.DataFrame) -> dict[st
 
 
 def _loss_column(df: pd.DataFrame) -> str:
+    import pandas as pd
     for c in (names.BEST_VAL_LOSS, names.OBJECTIVE):
         if c in df and pd.to_numeric(df[c], errors="coerce").notna().any():
             return c
@@ -631,6 +647,8 @@ def _loss_column(df: pd.DataFrame) -> str:
 
 def params_vs_loss_figure(exp: Experiment, df: pd.DataFrame, kinds: dict[str, str],
                           path: Path) -> Path:
+    import pandas as pd
+    plt = _plt()
     params = [p for p in kinds if p in df]
     ycol = _loss_column(df)
     y_all = pd.to_numeric(df.get(ycol, pd.Series(dtype=float)), errors="coerce")
@@ -696,25 +714,55 @@ def best_reconstruction_figure(exp: Experiment, path: Path) -> tuple[Path, str |
         from .figures import reconstruction_figure
 
         model, cfg, t, ckpt = load_best_model(exp.path)
-        notes: list[str] = []
-        data, _, _ = get_datasets(cfg.data, exp.spec.storage.dataset_cache or None,
-                                  log=notes.append)
-        metrics, pred, gt = evaluate_test_image(model, data.test)
-        epoch = None
-        for r in t.rows:
-            if r.get("checkpoint_dir_name") == ckpt.name:
-                epoch = r.get(names.EPOCH)
+        test, note = _test_split(exp, cfg)
+        metrics, pred, gt = evaluate_test_image(model, test)
+        row = next((r for r in t.rows if r.get("checkpoint_dir_name") == ckpt.name), {})
         title = (f"best trial {t.trial_id}, {ckpt.name}"
-                 + (f" (epoch {epoch})" if epoch is not None else "") + ": test image 0")
+                 + (f" (epoch {row[names.EPOCH]})" if names.EPOCH in row else "")
+                 + ": test image 0")
+        reported = _finite(t.last.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM))
+        if reported is not None:
+            title += f" (amp_ssim reported in training: {reported:.3f})"
         scores = {k: metrics.get(k) for k in (names.AMP_SSIM, names.AMP_SSIM_TWIN,
                                               names.AMP_SSIM_CONSTANT, names.PHASE_SSIM,
                                               names.AMP_PSNR)}
         reconstruction_figure(pred, gt, path, title=title, scores=scores)
-        return path, None
+        return path, note
     except Exception as e:  # noqa: BLE001 - the report still builds; it says what went wrong
         msg = f"{type(e).__name__}: {e}"
         _placeholder(path, "best reconstruction", msg[:200])
         return path, msg
+
+
+def _test_split(exp: Experiment, cfg: RunConfig):
+    """(test split, note or None): the experiment's own dataset (its recorded cache entry, if it is
+    still there and intact), else the cache / a fresh simulation of ``cfg.data`` — with a note
+    when that differs from what the trials saw (the simulation code changed since)."""
+    from ptycho_model.data import data_fingerprint, load_datasets
+
+    from .datasets import get_datasets, verify_entry
+
+    try:
+        manifest = json.loads((exp.path / DATASET_FILE).read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    recorded = manifest.get("fingerprint")
+    entry = Path(str(manifest.get("cache_entry") or "")) if manifest.get("cache_entry") else None
+    if entry is not None and entry.is_dir() and verify_entry(entry) is None:
+        try:
+            return load_datasets(entry, val_is_test=cfg.data.val_is_test).test, None
+        except Exception:  # noqa: BLE001 - an entry the current loader cannot read
+            pass
+    logs: list[str] = []
+    data, fp, _ = get_datasets(cfg.data, exp.spec.storage.dataset_cache or None, log=logs.append)
+    note = None
+    if recorded and fp != recorded:
+        note = (f"best_reconstruction.png: the experiment's dataset {recorded} is gone and today's "
+                f"code simulates {fp} for the same data config: its scores may differ from those "
+                "reported during training")
+    elif data_fingerprint(cfg.data) != fp:  # pragma: no cover - defensive
+        note = "best_reconstruction.png: dataset fingerprint mismatch"
+    return data.test, note
 
 
 def _node_label(node_id: Any, hostname: Any) -> str:
@@ -723,6 +771,8 @@ def _node_label(node_id: Any, hostname: Any) -> str:
 
 
 def trials_per_node_figure(exp: Experiment, df: pd.DataFrame, path: Path) -> Path:
+    import pandas as pd
+    plt = _plt()
     d = df[df["node_id"].notna()].copy() if "node_id" in df else pd.DataFrame()
     if d.empty:
         return _placeholder(path, "trials per node", "no trial reported its node")
@@ -739,13 +789,13 @@ def trials_per_node_figure(exp: Experiment, df: pd.DataFrame, path: Path) -> Pat
     a.set_xlabel("trials")
     a.set_title("trials per node")
     a.xaxis.get_major_locator().set_params(integer=True)
-    a.legend(fontsize=8)
+    handles, labels = a.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=len(labels))
     # timeline: one row per trial, grouped by node
-    starts = pd.to_datetime(d["start_time"], utc=True, errors="coerce")
-    ends = pd.to_datetime(d["end_time"], utc=True, errors="coerce")
+    starts = pd.to_numeric(d["start_ts"], errors="coerce")
     t0 = starts.min()
-    d["s"] = (starts - t0).dt.total_seconds()
-    d["e"] = (ends - t0).dt.total_seconds()
+    d["s"] = starts - t0
+    d["e"] = pd.to_numeric(d["end_ts"], errors="coerce") - t0
     d = d.sort_values(["node", "s"], na_position="last").reset_index(drop=True)
     prev = None
     for i, r in d.iterrows():
@@ -771,6 +821,7 @@ def trials_per_node_figure(exp: Experiment, df: pd.DataFrame, path: Path) -> Pat
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
+    import pandas as pd
     if v is None:
         return "–"
     if isinstance(v, bool):
@@ -817,6 +868,12 @@ def _short(p: str) -> str:
     return p.split("/")[-1] if p.count("/") else p
 
 
+def varying_params(df: pd.DataFrame, params: list[str]) -> list[str]:
+    """The parameters that take more than one value (absent counts as a value) across trials."""
+    out = [p for p in params if p in df and df[p].astype(str).nunique(dropna=False) > 1]
+    return out or params
+
+
 def _params_text(row: pd.Series, params: list[str]) -> str:
     parts = []
     for p in params:
@@ -828,6 +885,7 @@ def _params_text(row: pd.Series, params: list[str]) -> str:
 
 
 def collapse_tables(df: pd.DataFrame, kinds: dict[str, str]) -> list[str]:
+    import pandas as pd
     d = df[df["outcome"].isin([FINISHED, STOPPED_EARLY, COLLAPSED_RATIO, COLLAPSED_FLAT, DIVERGED])]
     if d.empty:
         return ["No trial reported a result."]
@@ -872,9 +930,17 @@ def importance_lines(exp: Experiment) -> list[str]:
         if len(complete) < 2:
             return [f"Not enough completed trials for parameter importance "
                     f"({len(complete)} COMPLETE in the study)."]
+        values: dict[str, set[str]] = {}
+        for tr in complete:
+            for k, v in tr.params.items():
+                values.setdefault(k, set()).add(repr(v))
+        varying = [k for k, v in values.items() if len(v) > 1]
+        if not varying:
+            return [f"Not enough completed trials for parameter importance (no parameter takes "
+                    f"two values over the {len(complete)} COMPLETE trials)."]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            imp = optuna.importance.get_param_importances(exp.study)
+            imp = optuna.importance.get_param_importances(exp.study, params=varying)
     except Exception as e:  # noqa: BLE001 - too few trials, a single-value parameter, ...
         return [f"Not enough completed trials for parameter importance ({type(e).__name__}: {e})."]
     if not imp:
@@ -883,10 +949,14 @@ def importance_lines(exp: Experiment) -> list[str]:
              "study trials" + (" — few trials, read it as a hint only." if len(complete) < 10
                                else "."), ""]
     lines += _table(["parameter", "importance"], [[k, v] for k, v in imp.items()])
+    fixed = sorted(set(values) - set(varying))
+    if fixed:
+        lines += ["", f"Not ranked (a single value across the COMPLETE trials): {', '.join(fixed)}."]
     return lines
 
 
 def node_table(df: pd.DataFrame) -> list[str]:
+    import pandas as pd
     if "node_id" not in df or not df["node_id"].notna().any():
         return ["No trial reported its node."]
     rows = []
@@ -935,6 +1005,7 @@ class Report:
 
 
 def build_report(path: str | Path, out: str | Path | None = None) -> Report:
+    import pandas as pd
     exp = load_experiment(path)
     report_dir = Path(out).expanduser() if out else exp.path / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -987,12 +1058,13 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Report:
                   f"`tune-ptycho best {exp.path} --export best.pt`.", ""]
         lines += ["## Best trials (lowest final objective, ties by best_val_loss)", ""]
         top = df[df["rank"].notna()].head(5)
+        key_params = varying_params(df, params)
         rows = []
         for _, r in top.iterrows():
             twin = r.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM_TWIN)
             if twin is None or pd.isna(twin):
                 twin = r.get(names.AMP_SSIM_TWIN)
-            rows.append([r["rank"], f"`{r['trial_id']}`", _params_text(r, params),
+            rows.append([r["rank"], f"`{r['trial_id']}`", _params_text(r, key_params),
                          r.get(names.OBJECTIVE), r.get(names.BEST_VAL_LOSS),
                          r.get(names.BEST_EPOCH), r.get("last_epoch"),
                          OUTCOME_LABELS.get(r["outcome"], r["outcome"]),
@@ -1001,8 +1073,12 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Report:
         lines += _table(["rank", "trial", "params", "objective", "best_val_loss", "best epoch",
                          "stop epoch", "outcome", "amp SSIM (best ckpt)", "twin SSIM",
                          "constant SSIM"], rows)
-        lines += ["", "amp SSIM near the constant-output SSIM means a flat (collapsed) "
-                      "reconstruction; twin SSIM above amp SSIM means the twin image was learnt."]
+        fixed = [p for p in params if p not in key_params]
+        lines += ["", "params: those that differ between trials"
+                  + (f" (the same in every trial: {', '.join(f'{p}={_fmt(df[p].iloc[0], 3)}' for p in fixed)})"
+                     if fixed else "") + ". amp SSIM near the constant-output SSIM means a flat "
+                  "(collapsed) reconstruction; twin SSIM above amp SSIM means the twin image was "
+                  "learnt."]
     errs = df[df["outcome"] == ERROR]
     if len(errs):
         lines += ["", "## Errored trials", ""]
@@ -1020,7 +1096,8 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Report:
     if exp.spec_note:
         notes.append(exp.spec_note)
     if rec_note and ranked:
-        notes.append(f"best_reconstruction.png: {rec_note}")
+        notes.append(rec_note if rec_note.startswith("best_reconstruction.png")
+                     else f"best_reconstruction.png: {rec_note}")
     if notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     lines += ["", "Files: `trials.csv` (one row per trial), `results.parquet` (one row per trial "

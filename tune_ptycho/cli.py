@@ -124,6 +124,43 @@ def cmd_paths(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analysis import build_report, is_remote
+
+    if is_remote(args.path):
+        from .analysis import analyze
+
+        out = analyze(args.path, args.out)
+        print(f"report: {out / 'report.md'}")
+        return EXIT_OK
+    rep = build_report(args.path, args.out)
+    print(f"report: {rep.dir / 'report.md'}")
+    print(rep.summary)
+    for note in rep.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from ptycho_model import names
+    from ptycho_model.config import flatten
+
+    from .analysis import best_trial, export_best
+
+    trial_id, trial_dir, ckpt, m = best_trial(args.path)
+    print(f"best trial: {trial_id}")
+    print(f"  trial dir: {trial_dir}")
+    params = flatten(m.get("config") or {})
+    print("  config: " + (", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"))
+    print(f"  objective {m.get(names.OBJECTIVE)}, best_val_loss {m.get(names.BEST_VAL_LOSS)} at "
+          f"epoch {m.get(names.BEST_EPOCH)}, stopped at epoch {m.get(names.EPOCH)}")
+    print(f"  best checkpoint: {ckpt if ckpt is not None else 'none left on disk'}")
+    if args.export:
+        out = export_best(args.path, args.export)
+        print(f"exported weights: {out} (state dict for build_generator; config: {out}.json)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tune-ptycho",
@@ -190,6 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--no-dashboard", action="store_true")
     rs.set_defaults(func=cmd_resume)
 
+    an = sub.add_parser("analyze", help="write a report of a finished (or partial) experiment")
+    an.add_argument("path", help="the experiment directory")
+    an.add_argument("--out", metavar="DIR", help="report folder (default: PATH/report)")
+    an.set_defaults(func=cmd_analyze)
+
+    b = sub.add_parser("best", help="the best trial: config, scores, best checkpoint")
+    b.add_argument("path", help="the experiment directory")
+    b.add_argument("--export", metavar="FILE",
+                   help="write its best weights as a plain state dict (+ FILE.json: its config)")
+    b.set_defaults(func=cmd_best)
+
     sub.add_parser("spaces", help="list search spaces").set_defaults(func=cmd_spaces)
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
     sub.add_parser("paths", help="list every config path and its default").set_defaults(
@@ -201,10 +249,12 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from ptycho_model.data import DataError
     from ptycho_model.probes import ProbeError
 
+    from .analysis import NoResults, NotAnExperiment
     from .cluster import ResourceError
     from .experiment import ExperimentExists
 
-    return (UsageError, ConfigError, DataError, ProbeError, ResourceError, ExperimentExists)
+    return (UsageError, ConfigError, DataError, ProbeError, ResourceError, ExperimentExists,
+            NotAnExperiment, NoResults)
 
 
 def main(argv: list[str] | None = None) -> int:

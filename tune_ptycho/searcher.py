@@ -23,6 +23,8 @@ from typing import Any
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
+from ptycho_model import names
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,6 +46,14 @@ class ResumableOptunaSearch(OptunaSearch):
         if self._finished(trial_id):
             self._completed_trials.add(trial_id)
             return
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and result:
+            # The study alone then tells a collapsed or diverged trial from a healthy one.
+            for key in (names.COLLAPSED, names.COLLAPSE_KIND, names.DIVERGED, names.EPOCH,
+                        names.BEST_VAL_LOSS, names.BEST_EPOCH):
+                if key in result:
+                    ot_trial.set_user_attr(key, result[key])
+            ot_trial.set_user_attr("tune_trial_id", trial_id)
         super().on_trial_complete(trial_id, result, error)
 
 
