@@ -442,6 +442,14 @@ def _times(t: TrialRecord) -> tuple[float | None, float | None]:
     return start, end
 
 
+def _latest(rows: list[dict[str, Any]], key: str) -> float | None:
+    for r in reversed(rows):
+        v = _finite(r.get(key))
+        if v is not None:
+            return v
+    return None
+
+
 def searched_params(exp: Experiment) -> list[str]:
     seen: dict[str, None] = {}
     for t in exp.trials:
@@ -471,10 +479,15 @@ def trials_frame(exp: Experiment) -> pd.DataFrame:
             names.VAL_LOSS: _finite(last.get(names.VAL_LOSS)),
             names.OBJECTIVE: _finite(last.get(names.OBJECTIVE)),
         })
-        const = last.get(names.AMP_SSIM_CONSTANT,
-                         last.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM_CONSTANT))
+        # eval metrics: the latest epoch that reported them (eval epochs are every k epochs;
+        # best_ckpt_* only at a trial's own end, not when ASHA stopped it)
         for c in STAT_COLUMNS:
-            rec[c] = _finite(const if c == names.AMP_SSIM_CONSTANT else last.get(c))
+            rec[c] = _latest(t.rows, c)
+        if rec[names.AMP_SSIM_CONSTANT] is None:
+            rec[names.AMP_SSIM_CONSTANT] = _latest(t.rows,
+                                                   names.BEST_CKPT_PREFIX + names.AMP_SSIM_CONSTANT)
+        rec["eval_epoch"] = next((r.get(names.EPOCH) for r in reversed(t.rows)
+                                  if _finite(r.get(names.AMP_SSIM)) is not None), None)
         rec.update({
             "node_id": last.get("node_id"), "hostname": last.get("hostname"),
             "start_time": _iso(start), "end_time": _iso(end), "start_ts": start, "end_ts": end,
@@ -550,6 +563,18 @@ def _placeholder(path: Path, title: str, message: str) -> Path:
     return path
 
 
+def _plain_log_ticks(axis, values) -> None:
+    """``0.215`` rather than ``2.15x10^-1`` on a log axis; minor ticks labelled only when the
+    data span less than a decade (else the decades alone)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], dtype=float)
+    fmt = FuncFormatter(lambda x, _: f"{x:.3g}")
+    axis.set_major_formatter(fmt)
+    narrow = v.size > 0 and v.max() / v.min() < 10
+    axis.set_minor_formatter(fmt if narrow else NullFormatter())
+
+
 def _outcome_legend(ax_or_fig, outcomes: list[str], **kw) -> None:
     from matplotlib.lines import Line2D
 
@@ -583,6 +608,7 @@ def learning_curves_figure(exp: Experiment, path: Path) -> Path:
             ax.annotate(f"best: {t.trial_id}", (e[-1], v[-1]), textcoords="offset points",
                         xytext=(6, 6), fontsize=8)
     ax.set_yscale("log")
+    _plain_log_ticks(ax.yaxis, [v for _, pts in curves for _, v in pts])
     ax.set_xlabel("epoch")
     ax.set_ylabel("val_loss (current)")
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -669,6 +695,7 @@ def params_vs_loss_figure(exp: Experiment, df: pd.DataFrame, kinds: dict[str, st
         ax.set_ylabel(ycol, fontsize=8)
         if y_pos:
             ax.set_yscale("log")
+            _plain_log_ticks(ax.yaxis, y_all.dropna().tolist())
         if sub.empty:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
             continue
@@ -1060,19 +1087,26 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Report:
         top = df[df["rank"].notna()].head(5)
         key_params = varying_params(df, params)
         rows = []
+        dagger = False
         for _, r in top.iterrows():
+            amp = r.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM)
             twin = r.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM_TWIN)
-            if twin is None or pd.isna(twin):
-                twin = r.get(names.AMP_SSIM_TWIN)
+            if amp is None or pd.isna(amp):  # no best-checkpoint eval: the latest eval instead
+                amp, twin = r.get(names.AMP_SSIM), r.get(names.AMP_SSIM_TWIN)
+                if amp is not None and not pd.isna(amp):
+                    amp = f"{_fmt(amp)} †"
+                    dagger = True
             rows.append([r["rank"], f"`{r['trial_id']}`", _params_text(r, key_params),
                          r.get(names.OBJECTIVE), r.get(names.BEST_VAL_LOSS),
                          r.get(names.BEST_EPOCH), r.get("last_epoch"),
-                         OUTCOME_LABELS.get(r["outcome"], r["outcome"]),
-                         r.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM), twin,
+                         OUTCOME_LABELS.get(r["outcome"], r["outcome"]), amp, twin,
                          r.get(names.AMP_SSIM_CONSTANT)])
         lines += _table(["rank", "trial", "params", "objective", "best_val_loss", "best epoch",
                          "stop epoch", "outcome", "amp SSIM (best ckpt)", "twin SSIM",
                          "constant SSIM"], rows)
+        if dagger:
+            lines += ["", "† no best-checkpoint eval (ASHA stopped the trial before its own end): "
+                          "the SSIMs of its latest eval epoch, current weights."]
         fixed = [p for p in params if p not in key_params]
         lines += ["", "params: those that differ between trials"
                   + (f" (the same in every trial: {', '.join(f'{p}={_fmt(df[p].iloc[0], 3)}' for p in fixed)})"

@@ -1,0 +1,104 @@
+"""A driver killed with SIGKILL mid-experiment, then `tune-ptycho resume`: nothing lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+
+from ptycho_model import names
+from tune_ptycho.experiment import ExperimentInfo
+from tune_ptycho.study import load_study
+
+from conftest import short_tmp
+from procs import cli, kill_session, wait_for
+
+N_TRIALS = 5
+RUN = ["run", "--preset", "tiny", "--space", "stage_a", "--num-samples", str(N_TRIALS),
+       "--max-epochs", "6", "--max-concurrent", "2", "--grace-period", "3",
+       "--no-dashboard", "--no-progress", "--set", "train/eval_every=0",
+       "--set", "faults/allowed=true", "--set", "faults/sleep_s=0.7"]
+
+
+def checkpoints(exp: Path) -> dict[str, int]:
+    return {d.name: len(list(d.glob("checkpoint_*"))) for d in exp.glob("trial_*")}
+
+
+def results(exp: Path) -> dict[str, list[dict]]:
+    """Per trial, its reported rows (a trial dir may exist before its first result)."""
+    out = {}
+    for d in sorted(exp.glob("trial_*")):
+        f = d / "result.json"
+        lines = f.read_text().splitlines() if f.exists() else []
+        out[d.name.removeprefix("trial_")] = [json.loads(x) for x in lines if x.strip()]
+    return out
+
+
+@pytest.mark.slow
+def test_sigkill_twice_then_resume_accounts_for_every_trial(tmp_path):
+    env = dict(os.environ, RAY_TMPDIR=short_tmp("tpk"), PYTHONUNBUFFERED="1")
+    exp = tmp_path / "killed"
+    p = cli([*RUN, "--storage", str(tmp_path), "--name", "killed"], env)
+    try:
+        # kill on a condition read from disk: two trials have checkpointed at least twice
+        wait_for(lambda: sum(n >= 2 for n in checkpoints(exp).values()) >= 2, 180, p,
+                 "two trials to checkpoint")
+    finally:
+        kill_session(p.pid)
+    p.wait()
+    before = {t: len(r) for t, r in results(exp).items()}
+
+    # a first resume, killed again once it has made progress
+    p = cli(["resume", str(exp), "--no-dashboard"], env)
+    try:
+        wait_for(lambda: sum(len(r) for r in results(exp).values()) > sum(before.values()) + 1,
+                 180, p, "the resumed run to report")
+    finally:
+        kill_session(p.pid)
+    p.wait()
+
+    p = cli(["resume", str(exp), "--no-dashboard"], env)
+    out, _ = p.communicate(timeout=300)
+    kill_session(p.pid)
+    assert p.returncode == 0, out
+    shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+
+    final = results(exp)
+    assert len(final) == N_TRIALS  # every trial exactly once, the total reaches num_samples
+    for trial_id, rows in final.items():
+        epochs = [r[names.EPOCH] for r in rows]
+        assert epochs == list(range(1, len(epochs) + 1)), (trial_id, epochs)  # no epoch twice
+        assert epochs, f"trial {trial_id} never reported"
+    # trials that had checkpointed before the kill continued from a checkpoint, not epoch 0
+    resumed = [t for t, rows in final.items() if any(r["resumed_from_epoch"] > 0 for r in rows)]
+    assert resumed, "no trial resumed from a checkpoint"
+    for t in resumed:
+        first_after = next(r for r in final[t] if r["resumed_from_epoch"] > 0)
+        assert first_after[names.EPOCH] == first_after["resumed_from_epoch"] + 1
+
+    info = ExperimentInfo.load(str(exp))
+    study = load_study(info.study_url, info.name)
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert optuna.trial.TrialState.WAITING not in states
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    by_tune = {t.user_attrs["tune_trial_id"]: t for t in complete}
+    assert set(by_tune) == set(final)  # each Tune trial matches one study trial
+    for trial_id, rows in final.items():
+        sampled = {k: v for k, v in _flat(rows[-1]["config"]).items()}
+        assert by_tune[trial_id].params == sampled
+    # the seed arms ran once each: stage_a has 5 and num_samples is 5
+    arms = sorted(json.dumps(t.params, sort_keys=True) for t in complete)
+    assert len(set(arms)) == len(arms) == N_TRIALS
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}/{k}" if prefix else k
+        out.update(_flat(v, key) if isinstance(v, dict) else {key: v})
+    return out
