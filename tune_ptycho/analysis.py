@@ -66,7 +66,7 @@ COLORS = {
 }
 MARKERS = {
     FINISHED: "o", STOPPED_EARLY: "s", COLLAPSED_RATIO: "X", COLLAPSED_FLAT: "P",
-    DIVERGED: "*", ERROR: "x", UNFINISHED: ">",
+    DIVERGED: "*", ERROR: "D", UNFINISHED: ">",
 }
 
 FIGURES = ("learning_curves.png", "params_vs_loss.png", "best_reconstruction.png",
@@ -569,7 +569,7 @@ def _plain_log_ticks(axis, values) -> None:
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], dtype=float)
-    fmt = FuncFormatter(lambda x, _: f"{x:.3g}")
+    fmt = FuncFormatter(lambda x, _: f"{x:.4g}")
     axis.set_major_formatter(fmt)
     narrow = v.size > 0 and v.max() / v.min() < 10
     axis.set_minor_formatter(fmt if narrow else NullFormatter())
@@ -585,36 +585,51 @@ def _outcome_legend(ax_or_fig, outcomes: list[str], **kw) -> None:
 
 
 def learning_curves_figure(exp: Experiment, path: Path) -> Path:
+    """val_loss per epoch, log y, one line per trial coloured by outcome, its stop epoch marked.
+    The divergence sentinel is not plotted as a loss: a diverged trial's line ends at its last
+    finite epoch and its stop marker sits on the top edge."""
+    from matplotlib.transforms import blended_transform_factory
+
     plt = _plt()
     curves = []
     for t in exp.trials:
         pts = [(_num(r.get(names.EPOCH, r.get("training_iteration"))), _num(r.get(names.VAL_LOSS)))
                for r in t.rows]
-        pts = [(e, v) for e, v in pts if math.isfinite(e) and math.isfinite(v) and v > 0]
-        if pts:
-            curves.append((t, pts))
+        stop = max((e for e, _ in pts if math.isfinite(e)), default=None)
+        pts = [(e, v) for e, v in pts if math.isfinite(e) and math.isfinite(v)
+               and 0 < v < names.DIVERGED_SENTINEL]
+        if pts or (stop is not None and t.outcome == DIVERGED):
+            curves.append((t, pts, stop))
     if not curves:
         return _placeholder(path, "val_loss per epoch", "no trial reported a val_loss")
     best = exp.ranked()[0].trial_id if exp.ranked() else None
     fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
-    for t, pts in curves:
-        e, v = zip(*pts)
+    top_edge = blended_transform_factory(ax.transData, ax.transAxes)
+    for t, pts, stop in curves:
         is_best = t.trial_id == best
-        ax.plot(e, v, color=COLORS[t.outcome], alpha=0.95 if is_best else 0.55,
-                lw=2.4 if is_best else 1.1, zorder=3 if is_best else 2)
-        ax.plot(e[-1], v[-1], marker=MARKERS[t.outcome], color=COLORS[t.outcome], ms=8,
-                linestyle="none", markeredgecolor="k", markeredgewidth=0.5, zorder=4)
-        if is_best:
-            ax.annotate(f"best: {t.trial_id}", (e[-1], v[-1]), textcoords="offset points",
-                        xytext=(6, 6), fontsize=8)
+        style = dict(color=COLORS[t.outcome], marker=MARKERS[t.outcome], ms=8, linestyle="none",
+                     markeredgecolor="k", markeredgewidth=0.5, zorder=4)
+        if pts:
+            e, v = zip(*pts)
+            ax.plot(e, v, color=COLORS[t.outcome], alpha=0.95 if is_best else 0.55,
+                    lw=2.4 if is_best else 1.1, zorder=3 if is_best else 2)
+        if t.outcome == DIVERGED:
+            ax.plot([stop], [1.0], transform=top_edge, clip_on=False, **style)
+        elif pts:
+            ax.plot(e[-1], v[-1], **style)
+            if is_best:
+                ax.annotate(f"best: {t.trial_id}", (e[-1], v[-1]), textcoords="offset points",
+                            xytext=(6, 6), fontsize=8)
     ax.set_yscale("log")
-    _plain_log_ticks(ax.yaxis, [v for _, pts in curves for _, v in pts])
+    _plain_log_ticks(ax.yaxis, [v for _, pts, _ in curves for _, v in pts])
     ax.set_xlabel("epoch")
     ax.set_ylabel("val_loss (current)")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_title(f"{exp.info.name}: val_loss per epoch ({len(curves)} trials; marker = stop epoch)")
+    ax.set_title(f"{exp.info.name}: val_loss per epoch ({len(curves)} trials; marker = stop "
+                 "epoch" + ("; diverged: top edge" if any(t.outcome == DIVERGED
+                                                          for t, _, _ in curves) else "") + ")")
     ax.grid(True, which="both", alpha=0.25)
-    _outcome_legend(ax, [t.outcome for t, _ in curves], loc="best", title="outcome")
+    _outcome_legend(ax, [t.outcome for t, _, _ in curves], loc="best", title="outcome")
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -765,7 +780,7 @@ def _test_split(exp: Experiment, cfg: RunConfig):
     """(test split, note or None): the experiment's own dataset (its recorded cache entry, if it is
     still there and intact), else the cache / a fresh simulation of ``cfg.data`` — with a note
     when that differs from what the trials saw (the simulation code changed since)."""
-    from ptycho_model.data import data_fingerprint, load_datasets
+    from ptycho_model.data import load_datasets
 
     from .datasets import get_datasets, verify_entry
 
@@ -787,8 +802,6 @@ def _test_split(exp: Experiment, cfg: RunConfig):
         note = (f"best_reconstruction.png: the experiment's dataset {recorded} is gone and today's "
                 f"code simulates {fp} for the same data config: its scores may differ from those "
                 "reported during training")
-    elif data_fingerprint(cfg.data) != fp:  # pragma: no cover - defensive
-        note = "best_reconstruction.png: dataset fingerprint mismatch"
     return data.test, note
 
 
@@ -891,10 +904,6 @@ def counts_line(df: pd.DataFrame) -> str:
     return line
 
 
-def _short(p: str) -> str:
-    return p.split("/")[-1] if p.count("/") else p
-
-
 def varying_params(df: pd.DataFrame, params: list[str]) -> list[str]:
     """The parameters that take more than one value (absent counts as a value) across trials."""
     out = [p for p in params if p in df and df[p].astype(str).nunique(dropna=False) > 1]
@@ -930,14 +939,16 @@ def collapse_tables(df: pd.DataFrame, kinds: dict[str, str]) -> list[str]:
             for v in sorted({str(x) for x in d.loc[present, p]}):
                 m = present & (d[p].astype(str) == v)
                 k = int((m & col).sum())
-                cat_rows.append([p, v, int(m.sum()), k, k / m.sum() if m.sum() else None])
+                cat_rows.append([p, v, int(m.sum()), k, k / m.sum() if m.sum() else 0.0])
         else:
             x = pd.to_numeric(d[p], errors="coerce")
             a, b = x[col & x.notna()], x[~col & x.notna()]
             num_rows.append([p, a.mean() if len(a) else None, b.mean() if len(b) else None,
                              len(a), len(b)])
     if cat_rows:
-        cat_rows.sort(key=lambda r: (-(r[4] or 0), r[0], r[1]))
+        cat_rows.sort(key=lambda r: (-r[4], r[0], r[1]))
+        for r in cat_rows:
+            r[4] = f"{r[4]:.0%}"
         lines += ["", *_table(["parameter", "value", "trials", "collapsed", "collapse rate"],
                               cat_rows)]
     if num_rows:
@@ -1105,8 +1116,9 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Report:
                          "stop epoch", "outcome", "amp SSIM (best ckpt)", "twin SSIM",
                          "constant SSIM"], rows)
         if dagger:
-            lines += ["", "† no best-checkpoint eval (ASHA stopped the trial before its own end): "
-                          "the SSIMs of its latest eval epoch, current weights."]
+            lines += ["", "† no best-checkpoint eval (the trial did not end on its own: ASHA "
+                          "stopped it, or it errored): the SSIMs of its latest eval epoch, "
+                          "current weights."]
         fixed = [p for p in params if p not in key_params]
         lines += ["", "params: those that differ between trials"
                   + (f" (the same in every trial: {', '.join(f'{p}={_fmt(df[p].iloc[0], 3)}' for p in fixed)})"

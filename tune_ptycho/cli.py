@@ -251,10 +251,10 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 
     from .analysis import NoResults, NotAnExperiment
     from .cluster import ResourceError
-    from .experiment import ExperimentExists
+    from .experiment import ExperimentExists, StorageError
 
     return (UsageError, ConfigError, DataError, ProbeError, ResourceError, ExperimentExists,
-            NotAnExperiment, NoResults)
+            StorageError, NotAnExperiment, NoResults)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,10 @@ class ExperimentExists(ValueError):
     pass
 
 
+class StorageError(ValueError):
+    """Results could not be written there: refused before any trial runs."""
+
+
 def experiment_uri(storage_path: str, name: str) -> str:
     if is_remote(storage_path):
         return storage_path.rstrip("/") + "/" + name
@@ -58,7 +62,10 @@ def read_text(uri: str) -> str:
 
 def exists(uri: str) -> bool:
     fs, path = _fs(uri)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
+    try:
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+    except OSError:  # e.g. a parent that is a regular file: nothing can exist below it
+        return False
 
 
 def check_writable(storage_path: str) -> None:
@@ -68,8 +75,8 @@ def check_writable(storage_path: str) -> None:
         write_text(probe, "ok")
         fs, path = _fs(probe)
         fs.delete_file(path)
-    except (OSError, pafs.ArrowException if hasattr(pafs, "ArrowException") else OSError) as e:
-        raise OSError(f"storage/path={storage_path!r} is not writable: {e}") from None
+    except OSError as e:  # pyarrow's IO errors are OSErrors too
+        raise StorageError(f"storage/path={storage_path!r} is not writable: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -100,13 +107,19 @@ class ExperimentInfo:
                    study_url=meta["url"])
 
 
-def create_experiment(spec: ExperimentSpec, name: str, data_manifest: dict[str, Any]
-                      ) -> ExperimentInfo:
+def refuse_existing(spec: ExperimentSpec, name: str) -> str:
+    """The experiment's URI, unless one of that name exists (never overwritten)."""
     uri = experiment_uri(spec.storage.path, name)
     if exists(uri + "/" + SPEC_FILE) or exists(uri + "/tuner.pkl"):
         raise ExperimentExists(
             f"experiment {uri!r} already exists; resume it with `tune-ptycho resume {uri}` "
             "or choose another --name")
+    return uri
+
+
+def create_experiment(spec: ExperimentSpec, name: str, data_manifest: dict[str, Any]
+                      ) -> ExperimentInfo:
+    uri = refuse_existing(spec, name)
     url = storage_url(uri, spec.storage.study_storage)
     write_text(uri + "/" + SPEC_FILE, json.dumps(spec.to_dict(), indent=2) + "\n")
     write_text(uri + "/" + DATASET_FILE, json.dumps(data_manifest, indent=2, default=str) + "\n")

@@ -14,6 +14,7 @@ from .cluster import check_request, connect
 from .datasets import get_datasets, slim_for_trials
 from .experiment import (
     ExperimentInfo, best_result, check_writable, create_experiment, reconcile_study,
+    refuse_existing,
 )
 from .progress import ProgressCallback, describe_params
 from .single_run import utc_stamp
@@ -50,7 +51,8 @@ def _prepare(spec: ExperimentSpec, address: str | None, dashboard: bool) -> Any:
 def run(spec: ExperimentSpec, address: str | None = None, dashboard: bool = True,
         progress: bool = True) -> int:
     name = spec.storage.name or default_name(spec)
-    if not address and "://" not in spec.storage.path:
+    refuse_existing(spec, name)  # before Ray starts: cheap checks first
+    if not is_remote(spec.storage.path):
         check_writable(spec.storage.path)
     data, manifest = _prepare(spec, address, dashboard)
     info = create_experiment(spec, name, manifest)

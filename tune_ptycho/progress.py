@@ -47,8 +47,9 @@ class ProgressCallback(tune.Callback):
 
     def _get_bar(self) -> tqdm:
         if self._bar is None:
+            # disable=None: a bar on a terminal, only the per-trial lines in a log file
             self._bar = tqdm(total=self.total, initial=self.done, unit="trial", dynamic_ncols=True,
-                             disable=not self.enabled)
+                             disable=None if self.enabled else True)
         return self._bar
 
     def __getstate__(self) -> dict:  # Tune pickles callbacks with the experiment state
@@ -63,8 +64,7 @@ class ProgressCallback(tune.Callback):
             self.best = obj
         bar = self._get_bar()
         running = sum(1 for t in trials if t.status == "RUNNING")
-        bar.set_postfix(running=running, best_objective=f"{self.best:.4g}", refresh=False)
-        bar.refresh()
+        bar.set_postfix(running=running, best_objective=f"{self.best:.4g}")
 
     def _finish(self, trial, status: str) -> None:
         if trial.trial_id in self._seen:
@@ -75,7 +75,7 @@ class ProgressCallback(tune.Callback):
         epoch = r.get(names.EPOCH, 0)
         best = r.get(names.BEST_VAL_LOSS)
         best_s = f"best val_loss {best:.4g}" if best is not None else "no result"
-        bar.write(f"trial {trial.trial_id}: {status} at epoch {epoch}, {best_s} "
+        tqdm.write(f"trial {trial.trial_id}: {status} at epoch {epoch}, {best_s} "
                   f"[{describe_params(trial.config)}]")
         bar.update(1)
 

@@ -36,7 +36,7 @@ class SearchSpec:
 @dataclass(frozen=True)
 class AshaSpec:
     enabled: bool = True
-    grace_period: int = 4  # epochs before the first rung
+    grace_period: int | None = None  # epochs before the first rung; None: min(4, max_epochs//4)
     reduction_factor: int = 3
     brackets: int = 1
 
@@ -70,6 +70,11 @@ class ExperimentSpec:
     asha: AshaSpec = field(default_factory=AshaSpec)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     storage: StorageSpec = field(default_factory=StorageSpec)
+
+    @property
+    def asha_grace(self) -> int:
+        g = self.asha.grace_period
+        return max(1, min(4, self.run.train.max_epochs // 4)) if g is None else g
 
     def to_dict(self) -> dict[str, Any]:
         """Flat sections, as a spec file holds them: ``{"preset", "data", ..., "search", ...}``."""
@@ -168,7 +173,7 @@ def validate(spec: ExperimentSpec) -> None:
     if s.n_startup_trials < 0:
         raise ConfigError(f"search/n_startup_trials={s.n_startup_trials} must be >= 0")
     max_epochs = spec.run.train.max_epochs
-    if a.grace_period < 1 or a.grace_period > max_epochs:
+    if a.grace_period is not None and not 1 <= a.grace_period <= max_epochs:
         raise ConfigError(f"asha/grace_period={a.grace_period} must be in [1, train/max_epochs="
                           f"{max_epochs}]")
     from search_spaces import MAX_WARMUP_EPOCHS, distributions

@@ -47,7 +47,7 @@ def make_scheduler(spec: ExperimentSpec):
     if not a.enabled:
         return FIFOScheduler()
     return ASHAScheduler(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
-                         max_t=spec.run.train.max_epochs, grace_period=a.grace_period,
+                         max_t=spec.run.train.max_epochs, grace_period=spec.asha_grace,
                          reduction_factor=a.reduction_factor, brackets=a.brackets)
 
 

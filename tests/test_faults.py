@@ -1,0 +1,103 @@
+"""Faults that must cost nothing but time: bad input, unwritable storage, a corrupted dataset
+cache, and a trial worker killed mid-epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptycho_model import names
+from ptycho_model.presets import preset_config
+from tune_ptycho.cli import main
+from tune_ptycho.datasets import MANIFEST, get_datasets
+
+from conftest import short_tmp
+from procs import cli, kill_session, wait_for
+
+RUN = ["run", "--preset", "tiny", "--space", "stage_a", "--max-epochs", "4", "--no-dashboard",
+       "--no-progress"]
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--set", "optim/lr=0"], "optim/lr=0.0 must be > 0"),
+        (["--set", "train/batch_size=big"], "train/batch_size='big' must be an integer"),
+        (["--set", "sched/name=warmup_cosine", "--set", "sched/warmup_epochs=6"],
+         "sched/warmup_epochs=6 must be < train/max_epochs=4"),
+        (["--reduction-factor", "1"], "asha/reduction_factor=1 must be >= 2"),
+        (["--set", "model/arch=unet"], "unknown model/arch='unet'"),
+        (["--set", "optim/name=rmsprop"], "unknown optim/name='rmsprop'"),
+        (["--set", "data/N=34"], "data/N=34 is not divisible by 2^(model/blocks-1)=4"),
+        (["--set", "data/probe=/nonexistent/probe.npz"], "/nonexistent/probe.npz"),
+        (["--gpus-per-trial", "-1"], "resources/gpus_per_trial=-1.0 must be >= 0"),
+        (["--gpus-per-trial", "1.5"], "must be a whole number"),
+        (["--storage", "s3://bucket/runs"], "--study-storage"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_field(extra, needle, tmp_path, capsys):
+    assert main([*RUN, "--storage", str(tmp_path), *extra]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_a_probe_npz_without_probeguess_is_refused(tmp_path, capsys):
+    bad = tmp_path / "probe.npz"
+    np.savez(bad, probe=np.ones((32, 32), np.complex64))
+    code = main(["train", "--preset", "tiny", "--probe-npz", str(bad), "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "probeGuess" in err and str(bad) in err
+
+
+def test_storage_under_a_regular_file_is_refused_before_any_trial(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main([*RUN, "--storage", str(blocker / "runs"), "--name", "x"]) == 2
+    assert "is not writable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_dataset_cache_file_is_detected_and_rebuilt(tmp_path, damage):
+    cfg = preset_config("tiny").data
+    logs: list[str] = []
+    first, fp, entry = get_datasets(cfg, tmp_path, log=logs.append)
+    victim = entry / "train.npz"
+    raw = victim.read_bytes()
+    victim.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else
+                       raw[:1000] + bytes([raw[1000] ^ 0xFF]) + raw[1001:])
+    again, fp2, _ = get_datasets(cfg, tmp_path, log=logs.append)
+    assert fp2 == fp
+    assert any("train.npz" in m and "checksum" in m for m in logs), logs
+    np.testing.assert_array_equal(again.train.diffraction, first.train.diffraction)
+    files = json.loads((entry / MANIFEST).read_text())["files"]
+    assert set(files) >= {"train.npz", "test.npz"}
+
+
+@pytest.mark.slow
+def test_a_trial_worker_killed_mid_epoch_is_retried_from_its_checkpoint(tmp_path):
+    env = dict(os.environ, RAY_TMPDIR=short_tmp("tpw"), PYTHONUNBUFFERED="1")
+    p = cli(["run", "--preset", "tiny", "--space", "seeds", "--num-samples", "1",
+             "--max-epochs", "6", "--no-asha", "--no-dashboard", "--no-progress",
+             "--max-failures", "2", "--storage", str(tmp_path), "--name", "w",
+             "--set", "train/eval_every=0", "--set", "faults/allowed=true",
+             "--set", "faults/sleep_s=1.5"], env)
+    try:
+        result = lambda: next(iter((tmp_path / "w").glob("trial_*/result.json")), None)  # noqa: E731
+        rows = lambda: [json.loads(x) for x in result().read_text().splitlines() if x]  # noqa: E731
+        wait_for(lambda: result() is not None and len(rows()) >= 2, 120, p, "two epochs")
+        victim = rows()[-1]["pid"]
+        os.kill(victim, signal.SIGKILL)  # the trial's worker process, mid-epoch (it sleeps 1.5 s)
+        out, _ = p.communicate(timeout=240)
+    finally:
+        kill_session(p.pid)
+    assert p.returncode == 0, out
+    r = rows()
+    assert [x[names.EPOCH] for x in r] == [1, 2, 3, 4, 5, 6]  # the epoch counter continued
+    first_new = next(x for x in r if x["pid"] != victim)  # a new worker took over...
+    assert first_new["resumed_from_epoch"] >= 2  # ...from the last checkpoint, not epoch 0
+    assert first_new[names.EPOCH] == first_new["resumed_from_epoch"] + 1
