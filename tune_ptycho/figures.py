@@ -24,7 +24,7 @@ def reconstruction_figure(pred: np.ndarray, gt: np.ndarray, path: str | Path, ti
     a_p = a_p * (a_t.mean() / a_p.mean()) if a_p.mean() > 0 else np.full_like(a_t, a_t.mean())
     p_t, p_p = remove_plane(np.angle(gt)), remove_plane(np.angle(pred))
     fig, axes = plt.subplots(2, 3, figsize=(11, 7), constrained_layout=True)
-    rows = [("amplitude", a_t, a_p, "gray"), ("phase (rad, plane removed)", p_t, p_p, "twilight")]
+    rows = [("amplitude", a_t, a_p, "gray"), ("phase (rad)", p_t, p_p, "twilight")]
     for r, (label, t, p, cmap) in enumerate(rows):
         lo, hi = float(np.min(t)), float(np.max(t))
         for c, (img, name) in enumerate([(t, "ground truth"), (p, "prediction")]):
@@ -32,7 +32,7 @@ def reconstruction_figure(pred: np.ndarray, gt: np.ndarray, path: str | Path, ti
             axes[r, c].set_title(f"{label}: {name}")
             fig.colorbar(im, ax=axes[r, c], shrink=0.8)
         d = axes[r, 2].imshow(p - t, cmap="coolwarm")
-        axes[r, 2].set_title(f"{label}: prediction - truth")
+        axes[r, 2].set_title(f"{label}: difference")
         fig.colorbar(d, ax=axes[r, 2], shrink=0.8)
     for ax in axes.flat:
         ax.set_xticks([])
