@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +103,60 @@ def test_a_trial_worker_killed_mid_epoch_is_retried_from_its_checkpoint(tmp_path
     first_new = next(x for x in r if x["pid"] != victim)  # a new worker took over...
     assert first_new["resumed_from_epoch"] >= 2  # ...from the last checkpoint, not epoch 0
     assert first_new[names.EPOCH] == first_new["resumed_from_epoch"] + 1
+
+
+def test_a_study_is_refused_when_its_disk_lacks_the_reserve(tmp_path, capsys):
+    small = _tmpfs(tmp_path / "small", "30m")  # the tiny preset's reserve is ~41 MB
+    try:
+        assert main([*RUN, "--storage", str(small), "--name", "x"]) == 2
+        err = capsys.readouterr().err
+        assert "MB free; a run needs a reserve" in err and str(small) in err
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_mid_run_stops_cleanly_and_resume_finishes(tmp_path):
+    disk = _tmpfs(tmp_path / "disk", "120m")
+    env = dict(os.environ, RAY_TMPDIR=short_tmp("tpd"), PYTHONUNBUFFERED="1")
+    exp = disk / "d"
+    args = ["--preset", "tiny", "--space", "seeds", "--num-samples", "2", "--max-epochs", "8",
+            "--no-asha", "--no-dashboard", "--no-progress", "--storage", str(disk), "--name", "d",
+            "--set", "train/eval_every=0", "--set", "faults/allowed=true",
+            "--set", "faults/sleep_s=0.7"]
+    try:
+        p = cli(["run", *args], env)
+        try:
+            wait_for(lambda: len(list(exp.glob("trial_*/checkpoint_*"))) >= 2, 120, p,
+                     "first checkpoints")
+            free = shutil.disk_usage(disk).free
+            with open(disk / "filler", "wb") as f:  # another program fills the disk
+                f.write(b"\0" * (free - 20 * 1024 * 1024))
+            out, _ = p.communicate(timeout=120)
+        finally:
+            kill_session(p.pid)
+        assert p.returncode == 130, out  # a clean, resumable stop — not a crash
+        assert "MB free" in out and f"tune-ptycho resume {exp}" in out
+        (disk / "filler").unlink()  # space freed
+        p = cli(["resume", str(exp), "--no-dashboard"], env)
+        try:
+            out, _ = p.communicate(timeout=180)
+        finally:
+            kill_session(p.pid)
+        assert p.returncode == 0, out
+        for d in exp.glob("trial_*"):
+            rows = [json.loads(x) for x in (d / "result.json").read_text().splitlines() if x]
+            assert [r[names.EPOCH] for r in rows] == list(range(1, 9)), d.name
+        assert len(list(exp.glob("trial_*"))) == 2
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def _tmpfs(where: Path, size: str) -> Path:
+    """A small filesystem of our own (root may mount tmpfs here); skip where it cannot."""
+    where.mkdir(parents=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here to emulate a small disk: {r.stderr.strip()}")
+    return where

@@ -128,6 +128,29 @@ def create_experiment(spec: ExperimentSpec, name: str, data_manifest: dict[str, 
                           study_url=url)
 
 
+def saved_trial_statuses(uri: str) -> dict[str, str]:
+    """Trial id -> status in Tune's latest saved experiment state. After an interrupt (Ctrl+C, or
+    the storage guard) the in-memory ResultGrid calls every trial terminated; the saved state
+    keeps them RUNNING, which is what ``Tuner.restore`` resumes."""
+    fs, path = _fs(uri)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path))
+    except OSError:
+        return {}
+    states = sorted(i.path for i in infos if i.base_name.startswith("experiment_state-")
+                    and i.base_name.endswith(".json"))
+    if not states:
+        return {}
+    with fs.open_input_stream(states[-1]) as f:
+        data = json.loads(f.read().decode())
+    out = {}
+    for entry in data.get("trial_data", []):
+        t = json.loads(entry[0]) if isinstance(entry, list) else entry
+        if isinstance(t, dict) and "trial_id" in t:
+            out[t["trial_id"]] = t.get("status", "")
+    return out
+
+
 # ------------------------------------------------------------------ ranking
 
 

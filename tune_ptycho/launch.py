@@ -13,13 +13,14 @@ from ptycho_model import names
 from .cluster import check_request, connect
 from .datasets import get_datasets, slim_for_trials
 from .experiment import (
-    ExperimentInfo, best_result, check_writable, create_experiment, reconcile_study,
-    refuse_existing,
+    ExperimentInfo, StorageError, best_result, check_writable, create_experiment,
+    reconcile_study, refuse_existing, saved_trial_statuses,
 )
 from .progress import ProgressCallback, describe_params
 from .single_run import utc_stamp
 from .searcher import repair_before_resume
 from .spec import ExperimentSpec, is_remote
+from .storage_guard import MB, StorageGuard, checkpoint_bytes, free_bytes, reserve_bytes
 from .study import load_study
 from .tuner import build_tuner, make_trainable
 
@@ -52,16 +53,19 @@ def run(spec: ExperimentSpec, address: str | None = None, dashboard: bool = True
         progress: bool = True) -> int:
     name = spec.storage.name or default_name(spec)
     refuse_existing(spec, name)  # before Ray starts: cheap checks first
+    guard = None
     if not is_remote(spec.storage.path):
         check_writable(spec.storage.path)
+        guard = check_space(spec)
     data, manifest = _prepare(spec, address, dashboard)
     info = create_experiment(spec, name, manifest)
     print(f"experiment {info.uri}: space {spec.search.space}, preset {spec.preset}, "
           f"{spec.search.num_samples} trials, {spec.run.train.max_epochs} epochs max")
     cb = ProgressCallback(spec.search.num_samples, spec.run.train.max_epochs, enabled=progress)
-    tuner = build_tuner(spec, slim_for_trials(data), name, info.storage_path, info.study_url, cb)
-    results = tuner.fit()
-    return finish(info, results)
+    callbacks = [cb] + ([guard] if guard else [])
+    tuner = build_tuner(spec, slim_for_trials(data), name, info.storage_path, info.study_url,
+                        callbacks)
+    return fit_and_finish(info, tuner)
 
 
 def resume(path: str, address: str | None = None, dashboard: bool = True) -> int:
@@ -70,8 +74,13 @@ def resume(path: str, address: str | None = None, dashboard: bool = True) -> int
     info = ExperimentInfo.load(path)
     if not tune.Tuner.can_restore(info.uri):
         raise ValueError(f"{info.uri!r} holds no Tune experiment state to resume from")
+    if not is_remote(info.uri):
+        check_space(info.spec)
     data, _ = _prepare(info.spec, address, dashboard)
     if not is_remote(info.uri):
+        removed = drop_unreadable_error_files(Path(info.uri))
+        if removed:
+            print(f"removed {removed} empty error file(s) a full disk had left behind")
         failed, requeued = repair_before_resume(Path(info.uri), load_study(info.study_url, info.name))
         if failed:
             print(f"study: {failed} trial(s) the killed driver had started but Tune never "
@@ -79,29 +88,80 @@ def resume(path: str, address: str | None = None, dashboard: bool = True) -> int
     print(f"resuming {info.uri}")
     tuner = tune.Tuner.restore(info.uri, trainable=make_trainable(info.spec, slim_for_trials(data)),
                                resume_unfinished=True, resume_errored=True)
-    results = tuner.fit()
+    return fit_and_finish(info, tuner)
+
+
+def check_space(spec: ExperimentSpec) -> StorageGuard:
+    """Refuse to start below the free-space reserve (StorageError, exit 2); warn when the whole
+    study's checkpoints may not fit; return the guard that keeps the reserve while it runs."""
+    s = spec.search
+    concurrent = s.max_concurrent or min(s.num_samples, os.cpu_count() or 1)
+    reserve = reserve_bytes(spec.run, concurrent)
+    free = free_bytes(spec.storage.path)
+    if free is not None and free < reserve:
+        raise StorageError(
+            f"storage/path={spec.storage.path!r} has {free / MB:.0f} MB free; a run needs a reserve "
+            f"of {reserve / MB:.0f} MB (two {checkpoint_bytes(spec.run) / MB:.1f} MB checkpoints per "
+            "running trial + 32 MB): free space or choose another --storage")
+    need = s.num_samples * (spec.storage.keep_checkpoints + 1) * checkpoint_bytes(spec.run)
+    if free is not None and need > free:
+        print(f"warning: the study may write up to {need / MB:.0f} MB of checkpoints and "
+              f"{free / MB:.0f} MB are free; it will stop (resumable) if space runs low",
+              file=sys.stderr)
+    return StorageGuard(spec.storage.path, reserve)
+
+
+def drop_unreadable_error_files(experiment_dir: Path) -> int:
+    """A trial that failed on a full disk leaves an empty ``error.pkl``, on which Tune's
+    ResultGrid itself crashes (EOFError); without it Tune falls back to ``error.txt``."""
+    n = 0
+    for f in experiment_dir.glob("trial_*/error.pkl"):
+        if f.stat().st_size == 0:
+            f.unlink()
+            n += 1
+    return n
+
+
+def fit_and_finish(info: ExperimentInfo, tuner) -> int:
+    """Run the Tuner; a failure of the driver itself (a full disk, lost storage) is reported with
+    the command that continues the experiment, never as a bare traceback."""
+    try:
+        results = tuner.fit()
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 — anything Tune raises ends the run the same way
+        print(f"tune-ptycho: the experiment stopped: {type(e).__name__}: {e}", file=sys.stderr)
+        if isinstance(e, OSError) or "No space left" in str(e):
+            print(f"check the storage at {info.storage_path} (space, rights)", file=sys.stderr)
+        print(f"continue it with: tune-ptycho resume {info.uri}", file=sys.stderr)
+        return EXIT_TRIAL_ERRORS
     return finish(info, results)
 
 
 def finish(info: ExperimentInfo, results) -> int:
-    failed = reconcile_study(info)
-    if failed:
-        print(f"study: {failed} trial(s) left RUNNING by an interrupted driver marked FAIL")
     n_total = info.spec.search.num_samples
-    n_done = sum(1 for r in results if r.metrics and r.error is None)
+    statuses = saved_trial_statuses(info.uri)
+    unfinished = sum(1 for st in statuses.values() if st in ("RUNNING", "PENDING", "PAUSED"))
+    n_done = sum(1 for st in statuses.values() if st == "TERMINATED") if statuses else \
+        results.num_terminated
+    interrupted = unfinished > 0 or n_done + results.num_errors < n_total
+    if not interrupted:  # every Tune trial has ended: a study trial still RUNNING is an orphan
+        failed = reconcile_study(info)
+        if failed:
+            print(f"study: {failed} trial(s) left RUNNING by an interrupted driver marked FAIL")
     best = best_result(results)
     if best is not None:
         print_best(best)
     print(f"experiment: {info.uri}")
     print(f"analyse it: tune-ptycho analyze {info.uri}")
+    if interrupted:
+        print(f"{n_done}/{n_total} trials finished; continue with: tune-ptycho resume {info.uri}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     if results.num_errors:
         print(f"{results.num_errors} trial(s) errored past resources/max_failures="
               f"{info.spec.resources.max_failures}; see their error.txt", file=sys.stderr)
         return EXIT_TRIAL_ERRORS
-    if n_done < n_total:
-        print(f"{n_done}/{n_total} trials finished; continue with: tune-ptycho resume {info.uri}",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
     return EXIT_OK
 
 

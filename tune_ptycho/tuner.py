@@ -14,7 +14,6 @@ from ptycho_model.data import Datasets
 from search_spaces import SPACES, make_sampler, seed_points
 from trainables.ptycho import train_ptycho
 
-from .progress import ProgressCallback
 from .searcher import ResumableOptunaSearch
 from .spec import ExperimentSpec
 from .stoppers import CollapseStopper
@@ -52,7 +51,7 @@ def make_scheduler(spec: ExperimentSpec):
 
 
 def run_config(spec: ExperimentSpec, name: str, storage_path: str,
-               progress: ProgressCallback | None = None) -> tune.RunConfig:
+               callbacks: list[tune.Callback] | None = None) -> tune.RunConfig:
     return tune.RunConfig(
         name=name,
         storage_path=storage_path,
@@ -61,13 +60,13 @@ def run_config(spec: ExperimentSpec, name: str, storage_path: str,
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=spec.storage.keep_checkpoints,
             checkpoint_score_attribute=names.VAL_LOSS, checkpoint_score_order=names.MODE),
-        callbacks=[progress] if progress else None,
+        callbacks=callbacks or None,
         verbose=0,
     )
 
 
 def build_tuner(spec: ExperimentSpec, data: Datasets, name: str, storage_path: str,
-                study_url: str, progress: ProgressCallback | None = None) -> tune.Tuner:
+                study_url: str, callbacks: list[tune.Callback] | None = None) -> tune.Tuner:
     s = spec.search
     tune_config = tune.TuneConfig(
         search_alg=make_searcher(spec, study_url, name),
@@ -77,7 +76,7 @@ def build_tuner(spec: ExperimentSpec, data: Datasets, name: str, storage_path: s
         trial_dirname_creator=_dirname,
     )
     return tune.Tuner(make_trainable(spec, data), tune_config=tune_config,
-                      run_config=run_config(spec, name, storage_path, progress))
+                      run_config=run_config(spec, name, storage_path, callbacks))
 
 
 def _dirname(trial: Any) -> str:
