@@ -75,6 +75,7 @@ def test_two_corner_count_adds_the_second_corner() -> None:
     with torch.device("meta"):
         one = build_generator(ModelConfig(arch="hybrid", spectral_corners=1), N=64)
         two = build_generator(ModelConfig(arch="hybrid", spectral_corners=2), N=64)
+    assert n_params(one) == 17_202_402
     assert n_params(two) == 17_202_402 + 14_893_056 == 32_095_458  # spectral weights doubled
 
 

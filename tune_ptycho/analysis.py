@@ -30,9 +30,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # pandas is imported where used: every CLI command imports this module
+    import pandas as pd
 
 from ptycho_model import names
 from ptycho_model.config import RunConfig, flatten
@@ -752,7 +755,6 @@ def best_reconstruction_figure(exp: Experiment, path: Path) -> tuple[Path, str |
     try:
         from ptycho_model.evaluate import evaluate_test_image
 
-        from .datasets import get_datasets
         from .figures import reconstruction_figure
 
         model, cfg, t, ckpt = load_best_model(exp.path)

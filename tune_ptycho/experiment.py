@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pyarrow.fs as pafs
 
 from ptycho_model import names
 
-from .spec import ExperimentSpec, is_remote, load_spec
+from .spec import ExperimentSpec, build_spec, is_remote
 from .study import fail_orphans, load_study, storage_url
 
 SPEC_FILE = "spec.json"
@@ -92,15 +91,7 @@ class ExperimentInfo:
         uri = uri if is_remote(uri) else str(Path(uri).expanduser().resolve())
         if not exists(uri.rstrip("/") + "/" + SPEC_FILE):
             raise ValueError(f"{uri!r} is not a tune-ptycho experiment (no {SPEC_FILE})")
-        spec_text = read_text(uri.rstrip("/") + "/" + SPEC_FILE)
-        import tempfile
-
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            f.write(spec_text)
-        try:
-            spec = load_spec(f.name)
-        finally:
-            os.unlink(f.name)
+        spec = build_spec(json.loads(read_text(uri.rstrip("/") + "/" + SPEC_FILE)))
         meta = json.loads(read_text(uri.rstrip("/") + "/" + STUDY_META))
         name = uri.rstrip("/").rsplit("/", 1)[-1]
         return cls(uri=uri, name=name, storage_path=uri.rstrip("/").rsplit("/", 1)[0], spec=spec,

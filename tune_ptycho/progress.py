@@ -12,6 +12,7 @@ from ray import tune
 from tqdm import tqdm
 
 from ptycho_model import names
+from ptycho_model.config import flatten
 
 
 def outcome(result: dict[str, Any]) -> str:
@@ -23,18 +24,9 @@ def outcome(result: dict[str, Any]) -> str:
 
 
 def describe_params(config: dict[str, Any]) -> str:
-    flat: dict[str, Any] = {}
-
-    def walk(d: dict[str, Any], prefix: str = "") -> None:
-        for k, v in d.items():
-            key = f"{prefix}/{k}" if prefix else k
-            if isinstance(v, dict):
-                walk(v, key)
-            else:
-                flat[key] = v
-
-    walk(config)
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in flat.items())
+    """``{"optim": {"lr": 3e-4}}`` -> ``"optim/lr=0.0003"``, one entry per sampled path."""
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in flatten(config).items())
 
 
 class ProgressCallback(tune.Callback):

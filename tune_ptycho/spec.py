@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from ptycho_model.config import (
-    ConfigError, RunConfig, build_dataclass, closest, flatten, set_path, unflatten,
+    ConfigError, RunConfig, build_dataclass, closest, set_path, unflatten,
 )
 from ptycho_model.presets import PRESETS, get_preset
 
@@ -204,10 +204,6 @@ def validate(spec: ExperimentSpec) -> None:
     name = spec.storage.name
     if name and (("/" in name) or name.startswith(".")):
         raise ConfigError(f"storage/name={name!r} must be a plain directory name")
-
-
-def flat_search_paths(spec: ExperimentSpec) -> dict[str, Any]:
-    return flatten(spec.to_dict())
 
 
 __all__ = ["ExperimentSpec", "SearchSpec", "AshaSpec", "ResourcesSpec", "StorageSpec",
