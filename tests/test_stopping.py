@@ -51,6 +51,9 @@ def test_high_lr_goes_flat_and_the_flat_rule_stops_it(ray_session, tmp_path):
         assert last[names.COLLAPSED] == 1 and last[names.COLLAPSE_KIND] == names.KIND_FLAT
         assert last[names.EPOCH] < 10
     assert flat_trials >= 1
+    assert main(["analyze", str(tmp_path / "flat")]) == 0
+    report = (tmp_path / "flat" / "report" / "report.md").read_text()
+    assert f"flat {flat_trials})" in report
     by_tune_id = {t.user_attrs.get("tune_trial_id"): t for t in study_of(tmp_path / "flat").trials}
     for trial_id, r in rows.items():
         t = by_tune_id[trial_id]
@@ -72,6 +75,9 @@ def test_ratio_rule_stops_a_learns_then_collapses_curve(ray_session, tmp_path):
     (t,) = study_of(tmp_path / "ratio").trials
     assert t.user_attrs[names.COLLAPSE_KIND] == names.KIND_RATIO
     assert t.value == pytest.approx(r[-1][names.OBJECTIVE])  # the collapsed value counts
+    assert main(["analyze", str(tmp_path / "ratio")]) == 0
+    report = (tmp_path / "ratio" / "report" / "report.md").read_text()
+    assert "collapsed 1 (ratio 1, flat 0)" in report
 
 
 @pytest.mark.slow
@@ -86,3 +92,5 @@ def test_a_diverged_trial_reports_a_finite_objective_and_the_study_goes_on(ray_s
     (t,) = study_of(tmp_path / "nan").trials
     assert t.state == optuna.trial.TrialState.COMPLETE and t.value == names.DIVERGED_SENTINEL
     assert t.user_attrs[names.DIVERGED] == 1
+    assert main(["analyze", str(tmp_path / "nan")]) == 0
+    assert "diverged 1" in (tmp_path / "nan" / "report" / "report.md").read_text()

@@ -13,6 +13,14 @@ import numpy as np  # noqa: E402
 from ptycho_model.metrics import remove_plane  # noqa: E402
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` at the project's figure resolution (90 dpi) and close it."""
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def reconstruction_figure(pred: np.ndarray, gt: np.ndarray, path: str | Path, title: str = "",
                           scores: dict[str, float] | None = None) -> Path:
     """Amplitude and phase of test image 0: ground truth | prediction | twin-free difference.
@@ -42,10 +50,7 @@ def reconstruction_figure(pred: np.ndarray, gt: np.ndarray, path: str | Path, ti
             f"{k} {v:.3f}" for k, v in scores.items() if v is not None and np.isfinite(v))
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def history_figure(history: list[dict], path: str | Path, title: str = "") -> Path:
@@ -61,7 +66,4 @@ def history_figure(history: list[dict], path: str | Path, title: str = "") -> Pa
     b.plot(ep, [h["lr"] for h in history])
     b.set_xlabel("epoch")
     b.set_title("learning rate")
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -129,9 +129,7 @@ def build_spec(spec_file: dict[str, Any] | None = None, flags: dict[str, Any] | 
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}{closest(str(preset), list(PRESETS))}; "
                           f"choose from {sorted(PRESETS)}")
-    merged: dict[str, Any] = get_preset(preset).config().to_dict()
-    for name, cls in SPEC_SECTIONS.items():
-        merged[name] = asdict(cls())
+    merged = _defaults(preset)
     for key in spec_file:
         if key not in merged:
             raise ConfigError(f"unknown spec section {key!r}{closest(key, list(merged))}; "
@@ -144,11 +142,33 @@ def build_spec(spec_file: dict[str, Any] | None = None, flags: dict[str, Any] | 
                 raise ConfigError(f"unknown config path {path!r}"
                                   f"{closest(top, list(merged))}; sections: {', '.join(merged)}")
             set_path(merged, path, value)
-    run = RunConfig.from_dict({k: merged[k] for k in RUN_SECTIONS})
-    parts = {name: build_dataclass(cls, merged[name], name) for name, cls in SPEC_SECTIONS.items()}
-    spec = ExperimentSpec(preset=preset, run=run, **parts)
+    spec = _assemble(preset, merged)
     validate(spec)
     return spec
+
+
+def lenient_spec(spec_file: dict[str, Any]) -> ExperimentSpec:
+    """preset < spec file, as :func:`build_spec`, without refusing unknown sections or validating
+    the result: reads back an experiment's ``spec.json`` written under older rules."""
+    spec_file = dict(spec_file)
+    preset = spec_file.pop("preset", "cpu")
+    merged = _defaults(preset)
+    _deep_merge(merged, spec_file)
+    return _assemble(preset, merged)
+
+
+def _defaults(preset: str) -> dict[str, Any]:
+    """The preset's run config and every spec section's defaults, as one nested dict."""
+    merged: dict[str, Any] = get_preset(preset).config().to_dict()
+    for name, cls in SPEC_SECTIONS.items():
+        merged[name] = asdict(cls())
+    return merged
+
+
+def _assemble(preset: str, merged: dict[str, Any]) -> ExperimentSpec:
+    run = RunConfig.from_dict({k: merged[k] for k in RUN_SECTIONS})
+    parts = {name: build_dataclass(cls, merged[name], name) for name, cls in SPEC_SECTIONS.items()}
+    return ExperimentSpec(preset=preset, run=run, **parts)
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:

@@ -1,0 +1,271 @@
+"""Reading one experiment directory into :class:`Experiment`: its trials, their outcomes, the rank.
+
+Holds the outcome names and their classification, the error classes every CLI command imports,
+and the number helpers the other analysis modules share. Reads Ray Tune's files
+(``trial_*/result.json``, ``params.json``, ``error.txt``, the newest readable
+``experiment_state-*.json``), ``spec.json`` and the Optuna study; needs no running Ray.
+Leaves out the checkpoints (``best``), the tables (``tables``), figures and report.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ptycho_model import names
+from ptycho_model.config import RunConfig, flatten
+
+from ..experiment import SPEC_FILE, STUDY_META, ExperimentInfo, rank_key
+
+# Outcomes, in the order the report counts them.
+FINISHED = "finished"  # reached train/max_epochs without collapse or divergence
+STOPPED_EARLY = "stopped_early"  # ASHA stopped it before max_epochs, no collapse
+COLLAPSED_RATIO = "collapsed_" + names.KIND_RATIO
+COLLAPSED_FLAT = "collapsed_" + names.KIND_FLAT
+DIVERGED = "diverged"
+ERROR = "error"  # errored past max_failures, or left no result
+UNFINISHED = "unfinished"  # still pending / running (an interrupted experiment)
+OUTCOMES = (FINISHED, STOPPED_EARLY, COLLAPSED_RATIO, COLLAPSED_FLAT, DIVERGED, ERROR, UNFINISHED)
+OUTCOME_LABELS = {
+    FINISHED: "finished", STOPPED_EARLY: "stopped early (ASHA)",
+    COLLAPSED_RATIO: "collapsed (ratio)", COLLAPSED_FLAT: "collapsed (flat)",
+    DIVERGED: "diverged", ERROR: "error / no result", UNFINISHED: "unfinished",
+}
+
+
+class NotAnExperiment(ValueError):
+    """The path is not a readable tune-ptycho experiment directory (CLI exit code 2)."""
+
+
+class NoResults(ValueError):
+    """No trial of the experiment reported a result, so there is no best trial (exit code 2)."""
+
+
+def num(x: Any, default: float = math.nan) -> float:
+    """``x`` as a float (bools too), ``default`` when it is not a number."""
+    if isinstance(x, bool):
+        return float(x)
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return default
+    return v
+
+
+def finite(x: Any) -> float | None:
+    """``x`` as a float, None unless it is a finite number."""
+    v = num(x)
+    return v if math.isfinite(v) else None
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    dir: Path | None
+    status: str | None = None  # Tune's: TERMINATED, ERROR, RUNNING, PENDING, PAUSED
+    params: dict[str, Any] = field(default_factory=dict)  # flat a/b names
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per epoch
+    error: str | None = None  # first line of error.txt
+    start_state: float | None = None  # experiment_state start_time
+    cfg: RunConfig | None = None
+    outcome: str = ERROR
+    rank: int | None = None
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.rows[-1] if self.rows else {}
+
+
+@dataclass
+class Experiment:
+    path: Path
+    info: ExperimentInfo
+    trials: list[TrialRecord]
+    study: Any = None  # optuna.Study or None
+    study_error: str | None = None
+    spec_note: str | None = None  # set when spec.json only loaded leniently
+
+    @property
+    def spec(self):
+        return self.info.spec
+
+    def ranked(self) -> list[TrialRecord]:
+        """Trials with results, best first (``rank_key``; ties by trial id)."""
+        done = [t for t in self.trials if t.rows]
+        return sorted(done, key=lambda t: (rank_key(t.last), t.trial_id))
+
+
+def _read_json_lines(path: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    try:
+        text = path.read_text()
+    except OSError:
+        return rows
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a killed writer
+        if isinstance(d, dict):
+            rows.append(d)
+    return rows
+
+
+def _dedupe_epochs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per epoch (a retried trial re-reports epochs after its checkpoint; keep the last)."""
+    by_epoch: dict[Any, dict[str, Any]] = {}
+    for i, r in enumerate(rows):
+        key = r.get(names.EPOCH, r.get("training_iteration", f"row{i}"))
+        by_epoch.pop(key, None)
+        by_epoch[key] = r
+    return sorted(by_epoch.values(), key=lambda r: num(r.get(names.EPOCH,
+                                                             r.get("training_iteration"))))
+
+
+def _trial_states(root: Path) -> dict[str, dict[str, Any]]:
+    """trial_id -> {status, logdir, start_time} from the newest readable experiment_state-*.json.
+
+    Not ``experiment.saved_trial_statuses``: that one reads only the newest snapshot (and only
+    the status), where this one also needs each trial's directory and start time and falls back
+    to an older snapshot when the newest is half written."""
+    files = sorted(glob.glob(str(root / "experiment_state-*.json")))
+    out: dict[str, dict[str, Any]] = {}
+    for f in reversed(files):
+        try:
+            data = json.loads(Path(f).read_text())
+            for entry in data.get("trial_data", []):
+                a = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
+                b = json.loads(entry[1]) if len(entry) > 1 and isinstance(entry[1], str) else {}
+                out[str(a.get("trial_id"))] = {
+                    "status": a.get("status"), "logdir": a.get("relative_logdir"),
+                    "start_time": (b or {}).get("start_time"),
+                }
+            return out
+        except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError):
+            continue  # a half-written snapshot: try the previous one
+    return out
+
+
+def _is_trial_dir(d: Path) -> bool:
+    return d.is_dir() and any((d / f).exists() for f in ("params.json", "result.json"))
+
+
+def _trial_config(base: dict[str, Any], params: dict[str, Any]) -> RunConfig | None:
+    try:
+        # = trainables.ptycho.trial_config (not imported: that module imports ray)
+        return RunConfig.from_dict(base).with_updates(params)
+    except Exception:  # noqa: BLE001 - a config the current code refuses: analyse without it
+        return None
+
+
+def _classify(t: TrialRecord, max_epochs: int) -> str:
+    last = t.last
+    if t.status == "ERROR":
+        return ERROR
+    if not t.rows:
+        return UNFINISHED if t.status in ("PENDING", "RUNNING", "PAUSED") else ERROR
+    if num(last.get(names.DIVERGED), 0.0) > 0:
+        return DIVERGED
+    if num(last.get(names.COLLAPSED), 0.0) > 0:
+        return COLLAPSED_FLAT if last.get(names.COLLAPSE_KIND) == names.KIND_FLAT else COLLAPSED_RATIO
+    epoch = num(last.get(names.EPOCH, last.get("training_iteration")), 0.0)
+    if epoch >= max_epochs:
+        return FINISHED
+    if t.status in ("RUNNING", "PENDING", "PAUSED"):
+        return UNFINISHED
+    return STOPPED_EARLY
+
+
+def _lenient_info(root: Path) -> ExperimentInfo:
+    """ExperimentInfo for a spec.json written under older rules (``spec.lenient_spec``)."""
+    from ..spec import lenient_spec
+    from ..study import storage_url
+
+    spec = lenient_spec(json.loads((root / SPEC_FILE).read_text()))
+    root = root.resolve()
+    try:
+        url = json.loads((root / STUDY_META).read_text())["url"]
+    except (OSError, ValueError, KeyError):
+        url = storage_url(str(root), spec.storage.study_storage)
+    return ExperimentInfo(uri=str(root), name=root.name, storage_path=str(root.parent), spec=spec,
+                          study_url=url)
+
+
+def _read_trial(d: Path, states: dict[str, dict[str, Any]]) -> TrialRecord:
+    """One trial directory: its de-duplicated results, params, error and Tune status."""
+    rows = _dedupe_epochs(_read_json_lines(d / "result.json"))
+    tid = next((str(r["trial_id"]) for r in rows if r.get("trial_id")), None)
+    if tid is None:
+        tid = next((k for k, s in states.items() if s.get("logdir") == d.name), None)
+    if tid is None:
+        tid = d.name[len("trial_"):] if d.name.startswith("trial_") else d.name
+    params: dict[str, Any] = {}
+    try:
+        params = flatten(json.loads((d / "params.json").read_text()))
+    except (OSError, ValueError, AttributeError):
+        if rows and isinstance(rows[0].get("config"), dict):
+            params = flatten(rows[0]["config"])
+    err = None
+    if (d / "error.txt").exists():
+        try:
+            lines = [x for x in (d / "error.txt").read_text().splitlines() if x.strip()]
+            err = lines[-1].strip() if lines else "error.txt"
+        except OSError:
+            err = "error.txt"
+    st = states.get(tid, {})
+    return TrialRecord(trial_id=tid, dir=d, status=st.get("status"), params=params, rows=rows,
+                       error=err, start_state=st.get("start_time"))
+
+
+def load_experiment(path: str | Path, with_study: bool = True) -> Experiment:
+    """Read an experiment directory. Raises :class:`NotAnExperiment` for anything else."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise NotAnExperiment(f"{str(path)!r} is not a tune-ptycho experiment: no such directory")
+    if not (root / SPEC_FILE).exists():
+        raise NotAnExperiment(f"{str(path)!r} is not a tune-ptycho experiment: no {SPEC_FILE} "
+                              "(give the directory `tune-ptycho run` printed)")
+    spec_note = None
+    try:
+        info = ExperimentInfo.load(str(root))
+    except Exception as e:  # noqa: BLE001 - e.g. a spec today's validation rules refuse
+        try:
+            info = _lenient_info(root)
+        except Exception:  # noqa: BLE001
+            raise NotAnExperiment(f"{str(path)!r}: cannot read the experiment ({e})") from None
+        spec_note = f"spec.json read without today's validation ({e})"
+    root = Path(info.uri)
+    states = _trial_states(root)
+    dirs = {d.name: d for d in root.iterdir() if _is_trial_dir(d)}
+    base = info.spec.run.to_dict()
+    trials: dict[str, TrialRecord] = {}
+    for d in sorted(dirs.values()):
+        t = _read_trial(d, states)
+        trials[t.trial_id] = t
+    for tid, st in states.items():  # trials Tune knows of that never wrote a directory
+        if tid not in trials:
+            trials[tid] = TrialRecord(trial_id=tid, dir=None, status=st.get("status"),
+                                      start_state=st.get("start_time"))
+    for t in trials.values():
+        t.cfg = _trial_config(base, t.params)
+        max_epochs = (t.cfg or info.spec.run).train.max_epochs
+        t.outcome = _classify(t, max_epochs)
+    exp = Experiment(path=root, info=info, trials=sorted(trials.values(), key=lambda t: t.trial_id),
+                     spec_note=spec_note)
+    for i, t in enumerate(exp.ranked(), start=1):
+        t.rank = i
+    if with_study:
+        try:
+            from ..study import load_study
+
+            exp.study = load_study(info.study_url, info.name)
+        except Exception as e:  # noqa: BLE001 - no study, another backend, a locked file
+            exp.study_error = f"{type(e).__name__}: {e}"
+    return exp

@@ -1,0 +1,199 @@
+"""``tune-ptycho analyze``: the report folder, ``report.md`` and the files beside it.
+
+:func:`build_report` writes ``trials.csv``, ``results.parquet``, the figures (each guarded: a
+figure that fails becomes a placeholder and a note) and ``report.md``; :func:`analyze` does so
+for a local or a remote (``s3://``) experiment. Leaves out what goes into them: the tables
+(``tables``), figures (``plots``) and Markdown sections (``markdown``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ptycho_model import names
+
+from ..experiment import SPEC_FILE
+from ..spec import is_remote
+from .best import best_checkpoint_dir
+from .load import ERROR, FINISHED, OUTCOME_LABELS, NotAnExperiment, finite, load_experiment
+from .markdown import (
+    collapse_tables, counts_line, fmt, importance_lines, md_table, node_table, spec_lines,
+    params_text, varying_params,
+)
+from .plots import (
+    best_reconstruction_figure, learning_curves_figure, params_vs_loss_figure, placeholder,
+    trials_per_node_figure,
+)
+from .tables import param_kinds, results_frame, searched_params, trials_frame, write_parquet
+
+if TYPE_CHECKING:  # pandas is imported where used: every CLI command imports this package
+    import pandas as pd
+
+REPORT_DIR = "report"
+
+
+@dataclass
+class Report:
+    dir: Path
+    trials: pd.DataFrame
+    best_trial_id: str | None
+    summary: str
+    notes: list[str]
+
+
+def build_report(path: str | Path, out: str | Path | None = None) -> Report:
+    import pandas as pd
+    exp = load_experiment(path)
+    report_dir = Path(out).expanduser() if out else exp.path / REPORT_DIR
+    report_dir.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+
+    df = trials_frame(exp)
+    df.to_csv(report_dir / "trials.csv", index=False)
+    res = results_frame(exp)
+    write_parquet(res, report_dir / "results.parquet")
+    params = searched_params(exp)
+    kinds = param_kinds(exp, params, df)
+
+    def guarded(name: str, fn, *args) -> None:
+        p = report_dir / name
+        try:
+            fn(*args, p)
+        except Exception as e:  # noqa: BLE001 - the report must build; say what failed
+            notes.append(f"{name}: {type(e).__name__}: {e}")
+            traceback.print_exc()
+            placeholder(p, name, f"figure failed: {type(e).__name__}: {e}"[:200])
+
+    guarded("learning_curves.png", learning_curves_figure, exp)
+    guarded("params_vs_loss.png", params_vs_loss_figure, exp, df, kinds)
+    guarded("trials_per_node.png", trials_per_node_figure, exp, df)
+    _, rec_note = best_reconstruction_figure(exp, report_dir / "best_reconstruction.png")
+
+    ranked = exp.ranked()
+    best = ranked[0] if ranked else None
+    lines = [f"# tune-ptycho report: {exp.info.name}", "",
+             f"Experiment: `{exp.path}`  ",
+             f"Written: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}", "",
+             "## Spec", *spec_lines(exp)]
+    if exp.spec.run.data.val_is_test:
+        lines += ["", "> **Note:** `data/val_is_test` is true: trials were validated on the test "
+                      "split, as upstream — val_loss and the test metrics are not independent."]
+    lines += ["", "## Outcomes", counts_line(df), ""]
+    if not ranked:
+        lines += ["**No trial reported a result**: there is no best trial and the figures are "
+                  "empty.", ""]
+    n_complete = int(df["outcome"].isin([FINISHED]).sum())
+    if ranked and n_complete == 0:
+        lines += ["No trial ran to max_epochs (every trial was stopped, collapsed, diverged or "
+                  "errored).", ""]
+    if best is not None:
+        lines += [f"**Best trial: `{best.trial_id}`** ({OUTCOME_LABELS[best.outcome]}) — "
+                  f"objective {fmt(finite(best.last.get(names.OBJECTIVE)))}, best_val_loss "
+                  f"{fmt(finite(best.last.get(names.BEST_VAL_LOSS)))} at epoch "
+                  f"{fmt(best.last.get(names.BEST_EPOCH))}; checkpoint "
+                  f"`{best_checkpoint_dir(best) or 'none left'}`. Export it with "
+                  f"`tune-ptycho best {exp.path} --export best.pt`.", ""]
+        lines += ["## Best trials (lowest final objective, ties by best_val_loss)", ""]
+        top = df[df["rank"].notna()].head(5)
+        key_params = varying_params(df, params)
+        rows = []
+        dagger = False
+        for _, r in top.iterrows():
+            amp = r.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM)
+            twin = r.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM_TWIN)
+            if amp is None or pd.isna(amp):  # no best-checkpoint eval: the latest eval instead
+                amp, twin = r.get(names.AMP_SSIM), r.get(names.AMP_SSIM_TWIN)
+                if amp is not None and not pd.isna(amp):
+                    amp = f"{fmt(amp)} †"
+                    dagger = True
+            rows.append([r["rank"], f"`{r['trial_id']}`", params_text(r, key_params),
+                         r.get(names.OBJECTIVE), r.get(names.BEST_VAL_LOSS),
+                         r.get(names.BEST_EPOCH), r.get("last_epoch"),
+                         OUTCOME_LABELS.get(r["outcome"], r["outcome"]), amp, twin,
+                         r.get(names.AMP_SSIM_CONSTANT)])
+        lines += md_table(["rank", "trial", "params", "objective", "best_val_loss", "best epoch",
+                           "stop epoch", "outcome", "amp SSIM (best ckpt)", "twin SSIM",
+                           "constant SSIM"], rows)
+        if dagger:
+            lines += ["", "† no best-checkpoint eval (the trial did not end on its own: ASHA "
+                          "stopped it, or it errored): the SSIMs of its latest eval epoch, "
+                          "current weights."]
+        fixed = [p for p in params if p not in key_params]
+        lines += ["", "params: those that differ between trials"
+                  + (f" (the same in every trial: {', '.join(f'{p}={fmt(df[p].iloc[0], 3)}' for p in fixed)})"
+                     if fixed else "") + ". amp SSIM near the constant-output SSIM means a flat "
+                  "(collapsed) reconstruction; twin SSIM above amp SSIM means the twin image was "
+                  "learnt."]
+    errs = df[df["outcome"] == ERROR]
+    if len(errs):
+        lines += ["", "## Errored trials", ""]
+        lines += md_table(["trial", "status", "results", "error"],
+                          [[f"`{r['trial_id']}`", r.get("status"), r.get("n_results"),
+                            r.get("error")] for _, r in errs.iterrows()])
+    lines += ["", "## Which settings collapse most", "", *collapse_tables(df, kinds)]
+    lines += ["", "## Parameter importance", "", *importance_lines(exp)]
+    lines += ["", "## Trials per node", "", *node_table(df)]
+    lines += ["", "## Figures", "",
+              "![learning curves](learning_curves.png)", "",
+              "![parameters vs loss](params_vs_loss.png)", "",
+              "![best reconstruction](best_reconstruction.png)", "",
+              "![trials per node](trials_per_node.png)"]
+    if exp.spec_note:
+        notes.append(exp.spec_note)
+    if rec_note and ranked:
+        notes.append(rec_note if rec_note.startswith("best_reconstruction.png")
+                     else f"best_reconstruction.png: {rec_note}")
+    if notes:
+        lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
+    lines += ["", "Files: `trials.csv` (one row per trial), `results.parquet` (one row per trial "
+                  "and epoch, config as `config/...` columns)."]
+    (report_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+    summary = counts_line(df)
+    if best is not None:
+        summary += (f"\nbest trial: {best.trial_id} ({OUTCOME_LABELS[best.outcome]}), objective "
+                    f"{fmt(finite(best.last.get(names.OBJECTIVE)))}, best_val_loss "
+                    f"{fmt(finite(best.last.get(names.BEST_VAL_LOSS)))}")
+    else:
+        summary += "\nno trial reported a result"
+    return Report(dir=report_dir, trials=df, best_trial_id=best.trial_id if best else None,
+                  summary=summary, notes=notes)
+
+
+def analyze(path: str, out: str | None = None) -> Path:
+    """Write the report folder (default ``<experiment>/report/``) and return its path.
+
+    An ``s3://`` (or other remote) experiment is copied to a temporary local directory first;
+    its report is written to ``out`` (default ``./<name>-report``), returned, and when ``out`` is
+    not given also uploaded to ``<experiment>/report/``.
+    """
+    if is_remote(str(path)):
+        return _analyze_remote(str(path), out)
+    return build_report(path, out).dir
+
+
+def _analyze_remote(uri: str, out: str | None) -> Path:
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(uri)
+    if fs.get_file_info(root.rstrip("/") + "/" + SPEC_FILE).type == pafs.FileType.NotFound:
+        raise NotAnExperiment(f"{uri!r} is not a tune-ptycho experiment: no {SPEC_FILE}")
+    name = root.rstrip("/").rsplit("/", 1)[-1]
+    tmp = Path(tempfile.mkdtemp(prefix="tp-analyze-"))
+    local = tmp / name
+    try:
+        pafs.copy_files(root, str(local), source_filesystem=fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+        rep = build_report(local, out or Path.cwd() / f"{name}-report")
+        if not out:
+            pafs.copy_files(str(rep.dir), root.rstrip("/") + "/" + REPORT_DIR,
+                            source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+        return rep.dir
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
