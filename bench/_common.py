@@ -1,0 +1,237 @@
+"""Shared helpers of the benchmarks: machine banner, a private Ray, experiment results, tables.
+
+Nothing here imports Ray at module level: ``bench/throughput.py`` must run on a machine that has
+torch but no Ray. Ray is imported inside :func:`start_ray` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as `python bench/x.py` from a checkout that is not installed
+    sys.path.insert(0, str(REPO))
+
+# Local, hermetic Ray: no token prompt, no snapshot-sync warnings, trials keep the driver's cwd.
+RAY_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",
+    "RAY_AIR_NEW_OUTPUT": "1",
+}
+
+
+def set_ray_env() -> None:
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+    os.environ.pop("RAY_ADDRESS", None)  # never join someone else's cluster
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cores() -> str:
+    n = os.cpu_count() or 0
+    aff = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else n
+    return f"{aff} usable of {n}"
+
+
+def device_line() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        i = torch.cuda.current_device()
+        p = torch.cuda.get_device_properties(i)
+        return f"cuda:{i} {p.name} ({p.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}"
+    return "cpu (no CUDA device)"
+
+
+def banner(title: str, settings: dict[str, Any] | None = None) -> None:
+    import torch
+
+    try:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "?"
+    print(f"== {title}")
+    print(f"date      {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print(f"platform  {platform.platform()}, Python {platform.python_version()}")
+    print(f"cpu       {cpu_model()}, {cores()} cores, load avg {load}")
+    print(f"torch     {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"device    {device_line()}")
+    if settings:
+        print("settings  " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    print(flush=True)
+
+
+def short_tmp(prefix: str) -> str:
+    """A short directory under /tmp: Ray's AF_UNIX socket paths are capped at 107 bytes."""
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    cells = [[_cell(c) for c in r] for r in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = []
+    for j, r in enumerate(cells):
+        lines.append("  ".join(c.rjust(w) if j and _numeric(c) else c.ljust(w)
+                               for c, w in zip(r, widths)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _numeric(s: str) -> bool:
+    try:
+        float(s.replace(",", "").rstrip("x%s"))
+        return True
+    except ValueError:
+        return False
+
+
+def _cell(c: Any) -> str:
+    if isinstance(c, float):
+        if math.isnan(c):
+            return "-"
+        if abs(c) >= 1000:
+            return f"{c:,.0f}"
+        if abs(c) >= 10:
+            return f"{c:.1f}"
+        return f"{c:.3g}" if abs(c) < 0.01 and c else f"{c:.3f}"
+    return "-" if c is None else str(c)
+
+
+def verdict(name: str, value: float, target: str, ok: bool | None) -> None:
+    mark = "n/a" if ok is None else ("meets target" if ok else "MISSES target")
+    print(f"RESULT {name}: {value:.3f} (target {target}) -> {mark}")
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+# ------------------------------------------------------------------ Ray, in this process
+class LocalRay:
+    """``with LocalRay(num_cpus=2) as r:`` an embedded Ray with its sockets in a short temp dir, a
+    private dataset cache and a private storage root; everything removed at exit."""
+
+    def __init__(self, num_cpus: int = 2, keep: bool = False, prefix: str = "tpb"):
+        self.num_cpus = num_cpus
+        self.keep = keep
+        self.prefix = prefix
+        self.start_s = float("nan")
+
+    def __enter__(self) -> LocalRay:  # noqa: PYI034
+        set_ray_env()
+        self.tmp = short_tmp(self.prefix)
+        self.root = Path(self.tmp)
+        self.storage = self.root / "runs"
+        self.cache = self.root / "cache"
+        self.storage.mkdir()
+        self.cache.mkdir()
+        os.environ["TUNE_PTYCHO_CACHE"] = str(self.cache)
+        import ray
+
+        t0 = time.perf_counter()
+        ray.init(address="local", num_cpus=self.num_cpus, num_gpus=0, include_dashboard=False,
+                 object_store_memory=200 * 1024**2, log_to_driver=False,
+                 _temp_dir=str(self.root / "ray"))
+        self.start_s = time.perf_counter() - t0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        ray.shutdown()
+        if self.keep:
+            print(f"(kept {self.root})")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def warm_dataset(self, preset: str, updates: dict | None = None) -> None:
+        """Simulate the preset's dataset into the private cache, outside any timing."""
+        from ptycho_model.presets import preset_config
+        from tune_ptycho.datasets import get_datasets
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            get_datasets(preset_config(preset, updates).data, self.cache)
+
+    def warm_up(self, preset: str, trials: int = 2) -> float:
+        """An untimed study of ``trials`` one-epoch trials, two at a time: the first study of a
+        Ray session pays one-off costs (Tune's and Optuna's first imports and code paths in the
+        driver, worker start-up, page cache) that would bias whichever timed arm ran first."""
+        _, wall, _ = self.run_cli("warm-up", [
+            "--preset", preset, "--space", "seeds", "--num-samples", str(trials),
+            "--max-epochs", "1", "--no-asha", "--max-concurrent", "2", "--cpus-per-trial", "1"])
+        return wall
+
+    def run_cli(self, name: str, args: list[str], quiet: bool = True) -> tuple[int, float, Path]:
+        """``tune-ptycho run ARGS --storage <private> --name NAME`` on this Ray:
+        (exit code, wall seconds of main(), experiment dir). Its stdout is shown on failure."""
+        from tune_ptycho.cli import main
+
+        argv = ["run", *args, "--storage", str(self.storage), "--name", name,
+                "--no-dashboard", "--no-progress"]
+        buf = io.StringIO()
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(buf) if quiet else contextlib.nullcontext():
+            code = main(argv)
+        wall = time.perf_counter() - t0
+        if code != 0:
+            print(f"tune-ptycho {' '.join(argv)} exited {code}:\n{buf.getvalue()}", file=sys.stderr)
+        return code, wall, self.storage / name
+
+
+# ------------------------------------------------------------------ experiment results
+def read_result_rows(path: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if not path.exists():
+        return rows
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # a half-written last line
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for r in rows:  # a resumed trial may report an epoch twice: keep the last
+        if "epoch" in r:
+            by_epoch[int(r["epoch"])] = r
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def read_trials(exp_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """trial id -> its per-epoch result rows (sorted by epoch)."""
+    out = {}
+    for d in sorted(Path(exp_dir).glob("trial_*")):
+        if d.is_dir():
+            out[d.name.removeprefix("trial_")] = read_result_rows(d / "result.json")
+    return out
+
+
+def trials_span(trials: dict[str, list[dict[str, Any]]]) -> float:
+    """Seconds from the first trial's start to the last report of any trial."""
+    starts = [r[0]["trial_start_ts"] for r in trials.values() if r and "trial_start_ts" in r[0]]
+    ends = [r[-1]["report_ts"] for r in trials.values() if r and "report_ts" in r[-1]]
+    return max(ends) - min(starts) if starts and ends else float("nan")
