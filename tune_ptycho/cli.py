@@ -52,8 +52,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.stop_on_collapse:
         cfg = cfg.with_updates({"train/stop_on_collapse": True})
     out = Path(args.out or f"tune-ptycho-runs/train-{args.preset}-{utc_stamp()}")
-    metrics = run_train(cfg, out, threads=args.threads)
-    return EXIT_OK if not metrics.get("diverged") else EXIT_OK
+    run_train(cfg, out, threads=args.threads)  # a diverged or collapsed run is a result, not an error
+    return EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -121,6 +121,20 @@ def cmd_paths(args: argparse.Namespace) -> int:
         for part in path.split("/"):
             node = node[part]
         print(f"{path:28s} {node!r}")
+    return EXIT_OK
+
+
+def cmd_validate_cluster(args: argparse.Namespace) -> int:
+    import warnings
+
+    from .cluster_config import summary, validate_cluster_file
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = validate_cluster_file(args.file)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    print(summary(args.file, cfg))
     return EXIT_OK
 
 
@@ -242,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
     sub.add_parser("paths", help="list every config path and its default").set_defaults(
         func=cmd_paths)
+    vc = sub.add_parser("validate-cluster",
+                        help="check a `ray up` cluster file offline (Ray's validator + ours)")
+    vc.add_argument("file", help="the cluster YAML, e.g. cluster.yaml")
+    vc.set_defaults(func=cmd_validate_cluster)
     return p
 
 
@@ -251,10 +269,11 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 
     from .analysis import NoResults, NotAnExperiment
     from .cluster import ResourceError
+    from .cluster_config import ClusterConfigError
     from .experiment import ExperimentExists, StorageError
 
     return (UsageError, ConfigError, DataError, ProbeError, ResourceError, ExperimentExists,
-            StorageError, NotAnExperiment, NoResults)
+            StorageError, NotAnExperiment, NoResults, ClusterConfigError)
 
 
 def main(argv: list[str] | None = None) -> int:

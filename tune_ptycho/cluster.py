@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -61,17 +62,43 @@ def describe(nodes: list[NodeResources]) -> str:
                      for n in nodes)
 
 
+def _ask_autoscaler(bundle: dict[str, float] | None) -> bool:
+    """Ask the cluster's autoscaler for room for ``bundle`` (None withdraws the request).
+
+    Polling alone never grows a cluster: an autoscaler adds nodes for *pending* demand, and none
+    exists before Tune places its first trial. False when there is nothing to ask."""
+    try:
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[bundle] if bundle else [])
+        return True
+    except Exception:  # noqa: BLE001 - no autoscaler API: waiting still sees nodes others add
+        return False
+
+
 def check_request(cpus: float, gpus: float, wait_s: float = 0.0, poll_s: float = 2.0) -> None:
     """Raise ResourceError unless one live node can hold a whole trial (not only the cluster
-    total). With ``wait_s`` > 0 an autoscaling cluster gets that long to add such a node."""
+    total). With ``wait_s`` > 0 an autoscaling cluster is asked for such a node (the request is
+    withdrawn once one is there, or at the deadline) and gets that long to add it."""
     deadline = time.monotonic() + wait_s
-    while True:
-        nodes = live_nodes()
-        if any(n.cpus >= cpus and n.gpus >= gpus for n in nodes):
-            return
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(poll_s)
+    asked = False
+    try:
+        while True:
+            nodes = live_nodes()
+            if any(n.cpus >= cpus and n.gpus >= gpus for n in nodes):
+                return
+            if time.monotonic() >= deadline:
+                break
+            if not asked:
+                bundle = {k: v for k, v in (("CPU", cpus), ("GPU", gpus)) if v > 0}
+                asked = _ask_autoscaler(bundle)
+                print(f"no node fits a trial ({cpus:g} CPU, {gpus:g} GPU) yet; "
+                      f"{'asked the autoscaler for one, ' if asked else ''}waiting up to "
+                      f"{wait_s:g} s (--wait-for-nodes)", file=sys.stderr, flush=True)
+            time.sleep(poll_s)
+    finally:
+        if asked:
+            _ask_autoscaler(None)
     total_gpu = sum(n.gpus for n in nodes)
     hint = " (pass --wait-for-nodes SECONDS to let an autoscaling cluster grow)" if not wait_s else ""
     raise ResourceError(

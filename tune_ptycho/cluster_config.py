@@ -151,7 +151,7 @@ def _ray_check(path: str, raw: dict[str, Any]) -> dict[str, Any]:
         raise
     except KeyError as e:
         raise ClusterConfigError(f"{path}: missing key {e} (Ray's validator needs it)") from None
-    except Exception as e:  # ValueError, RuntimeError, click's ClickException from cli_logger.abort
+    except Exception as e:  # noqa: BLE001 - ValueError, RuntimeError, click's ClickException
         msg = getattr(e, "message", None) or str(e) or type(e).__name__
         raise ClusterConfigError(f"{path}: {msg}") from None
     return prepared
@@ -285,12 +285,20 @@ def summary(path: str | Path, cfg: dict[str, Any]) -> str:
                 f"{cfg.get('max_workers', '?')}, ray=={pinned_ray_version()}")
     parts = []
     for name, node in types.items():
-        inst = ((node or {}).get("node_config") or {}).get("InstanceType")
-        role = "head" if name == head else f"{node.get('min_workers', 0)}-{node.get('max_workers', '?')} workers"
+        node = node or {}
+        inst = (node.get("node_config") or {}).get("InstanceType")
+        role = ("head node" if name == head
+                else f"{node.get('min_workers', 0)}-{node.get('max_workers', '?')} workers")
         parts.append(f"{name}: {role}" + (f", {inst}" if inst else ""))
-    return (f"ok: {path}: provider {provider.get('type', '?')}, {len(types)} node types ({'; '.join(parts)}), "
-            f"max_workers {cfg.get('max_workers', '?')}, ray=={pinned_ray_version()}")
+    return (f"ok: {path}: provider {provider.get('type', '?')}, {len(types)} node types "
+            f"({'; '.join(parts)}), max_workers {cfg.get('max_workers', '?')}, "
+            f"ray=={pinned_ray_version()}")
 
 
-__all__ = ["ClusterConfigError", "ClusterConfigWarning", "validate_cluster_file", "summary",
-           "pinned_ray_version"]
+__all__ = [
+    "ClusterConfigError",
+    "ClusterConfigWarning",
+    "pinned_ray_version",
+    "summary",
+    "validate_cluster_file",
+]
