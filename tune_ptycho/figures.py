@@ -23,7 +23,7 @@ def save_figure(fig, path: str | Path) -> Path:
 
 def reconstruction_figure(pred: np.ndarray, gt: np.ndarray, path: str | Path, title: str = "",
                           scores: dict[str, float] | None = None) -> Path:
-    """Amplitude and phase of test image 0: ground truth | prediction | twin-free difference.
+    """Amplitude and phase of test image 0: ground truth | prediction | their difference.
 
     The prediction's amplitude is mean-normalised to the ground truth's and both phases have their
     least-squares plane removed — what the metrics compare (PTYCHO_PHYSICS.md §6).
