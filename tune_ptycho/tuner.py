@@ -18,6 +18,7 @@ from .searcher import ResumableOptunaSearch
 from .spec import ExperimentSpec
 from .stoppers import CollapseStopper
 from .study import open_storage
+from .trial_logs import KeepLogsOnRetry
 
 
 def make_trainable(spec: ExperimentSpec, data: Datasets):
@@ -60,7 +61,7 @@ def run_config(spec: ExperimentSpec, name: str, storage_path: str,
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=spec.storage.keep_checkpoints,
             checkpoint_score_attribute=names.VAL_LOSS, checkpoint_score_order=names.MODE),
-        callbacks=callbacks or None,
+        callbacks=[KeepLogsOnRetry(), *(callbacks or [])],
         verbose=0,
     )
 
