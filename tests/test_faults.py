@@ -40,6 +40,8 @@ RUN = ["run", "--preset", "tiny", "--space", "stage_a", "--max-epochs", "4", "--
         (["--gpus-per-trial", "-1"], "resources/gpus_per_trial=-1.0 must be >= 0"),
         (["--gpus-per-trial", "1.5"], "must be a whole number"),
         (["--storage", "s3://bucket/runs"], "--study-storage"),
+        (["--study-storage", "postgresql://optuna:hunter2@db/optuna"], "carries a password"),
+        (["--study-storage", "not a url"], "storage/study_storage='not a url' is not a database"),
     ],
 )
 def test_bad_input_exits_2_naming_the_field(extra, needle, tmp_path, capsys):

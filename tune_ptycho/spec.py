@@ -221,9 +221,28 @@ def validate(spec: ExperimentSpec) -> None:
         raise ConfigError(f"storage/path={spec.storage.path!r} is not a local disk: SQLite is "
                           "unsafe there, so give --study-storage (a database URL, or "
                           "journal:///shared/path/study.log)")
+    if _url_password(spec.storage.study_storage):
+        raise ConfigError("storage/study_storage: the database URL carries a password, which "
+                          "would be written in plain text to the experiment's spec.json and "
+                          "study.json; leave it out of the URL and give it to the driver's "
+                          "database client (PostgreSQL: ~/.pgpass or PGPASSWORD on the head)")
     name = spec.storage.name
     if name and (("/" in name) or name.startswith(".")):
         raise ConfigError(f"storage/name={name!r} must be a plain directory name")
+
+
+def _url_password(url: str) -> str | None:
+    """The password in an SQLAlchemy database URL, if any (``journal://`` paths have none)."""
+    if not url or url.startswith("journal://"):
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password
+    except ArgumentError as e:
+        raise ConfigError(f"storage/study_storage={url!r} is not a database URL "
+                          "(dialect://user@host/db, sqlite:///path or journal:///path)") from e
 
 
 __all__ = ["ExperimentSpec", "SearchSpec", "AshaSpec", "ResourcesSpec", "StorageSpec",
