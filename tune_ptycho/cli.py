@@ -156,21 +156,39 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from .analysis import is_remote
+    from .analysis.remote import local_copy
+
+    remote = is_remote(args.path)
+    with local_copy(args.path) if remote else nullcontext(Path(args.path)) as local:
+        return _print_best(local, args.path if remote else None, args.export)
+
+
+def _print_best(path: Path, shown_as: str | None, export: str | None) -> int:
+    """The best trial of the experiment at ``path`` (named ``shown_as`` when a remote one)."""
     from ptycho_model import names
     from ptycho_model.config import flatten
 
     from .analysis import best_trial, export_best
 
-    trial_id, trial_dir, ckpt, m = best_trial(args.path)
+    trial_id, trial_dir, ckpt, m = best_trial(path)
+
+    def shown(p: Path | None) -> str | None:
+        if p is None or shown_as is None:
+            return None if p is None else str(p)
+        return f"{shown_as.rstrip('/')}/{p.relative_to(path).as_posix()}"
+
     print(f"best trial: {trial_id}")
-    print(f"  trial dir: {trial_dir}")
+    print(f"  trial dir: {shown(trial_dir)}")
     params = flatten(m.get("config") or {})
     print("  config: " + (", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"))
     print(f"  objective {m.get(names.OBJECTIVE)}, best_val_loss {m.get(names.BEST_VAL_LOSS)} at "
           f"epoch {m.get(names.BEST_EPOCH)}, stopped at epoch {m.get(names.EPOCH)}")
-    print(f"  best checkpoint: {ckpt if ckpt is not None else 'none left on disk'}")
-    if args.export:
-        out = export_best(args.path, args.export)
+    print(f"  best checkpoint: {shown(ckpt) or 'none left on disk'}")
+    if export:
+        out = export_best(path, export)
         print(f"exported weights: {out} (state dict for build_generator; config: {out}.json)")
     return EXIT_OK
 
@@ -242,12 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     rs.set_defaults(func=cmd_resume)
 
     an = sub.add_parser("analyze", help="write a report of a finished (or partial) experiment")
-    an.add_argument("path", help="the experiment directory")
+    an.add_argument("path", help="the experiment directory (or s3:// URI)")
     an.add_argument("--out", metavar="DIR", help="report folder (default: PATH/report)")
     an.set_defaults(func=cmd_analyze)
 
     b = sub.add_parser("best", help="the best trial: config, scores, best checkpoint")
-    b.add_argument("path", help="the experiment directory")
+    b.add_argument("path", help="the experiment directory (or s3:// URI)")
     b.add_argument("--export", metavar="FILE",
                    help="write its best weights as a plain state dict (+ FILE.json: its config)")
     b.set_defaults(func=cmd_best)

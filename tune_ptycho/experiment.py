@@ -53,10 +53,27 @@ def write_text(uri: str, text: str) -> None:
         f.write(text.encode())
 
 
-def read_text(uri: str) -> str:
+def read_bytes(uri: str) -> bytes:
     fs, path = _fs(uri)
     with fs.open_input_stream(path) as f:
-        return f.read().decode()
+        return f.read()
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode()
+
+
+def newest_file(uri: str, prefix: str, suffix: str) -> str | None:
+    """The newest ``prefix*suffix`` file directly in ``uri`` (Tune stamps such snapshots with
+    their time, so the newest sorts last), or None."""
+    fs, path = _fs(uri)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path))
+    except OSError:
+        return None
+    found = sorted(i.base_name for i in infos
+                   if i.base_name.startswith(prefix) and i.base_name.endswith(suffix))
+    return f"{uri.rstrip('/')}/{found[-1]}" if found else None
 
 
 def exists(uri: str) -> bool:
@@ -123,17 +140,10 @@ def saved_trial_statuses(uri: str) -> dict[str, str]:
     """Trial id -> status in Tune's latest saved experiment state. After an interrupt (Ctrl+C, or
     the storage guard) the in-memory ResultGrid calls every trial terminated; the saved state
     keeps them RUNNING, which is what ``Tuner.restore`` resumes."""
-    fs, path = _fs(uri)
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(path))
-    except OSError:
+    snap = newest_file(uri, "experiment_state-", ".json")
+    if snap is None:
         return {}
-    states = sorted(i.path for i in infos if i.base_name.startswith("experiment_state-")
-                    and i.base_name.endswith(".json"))
-    if not states:
-        return {}
-    with fs.open_input_stream(states[-1]) as f:
-        data = json.loads(f.read().decode())
+    data = json.loads(read_text(snap))
     out = {}
     for entry in data.get("trial_data", []):
         t = json.loads(entry[0]) if isinstance(entry, list) else entry

@@ -81,10 +81,10 @@ def resume(path: str, address: str | None = None, dashboard: bool = True) -> int
         removed = drop_unreadable_error_files(Path(info.uri))
         if removed:
             print(f"removed {removed} empty error file(s) a full disk had left behind")
-        failed, requeued = repair_before_resume(Path(info.uri), load_study(info.study_url, info.name))
-        if failed:
-            print(f"study: {failed} trial(s) the killed driver had started but Tune never "
-                  f"recorded marked FAIL; {requeued} seed arm(s) among them enqueued again")
+    failed, requeued = repair_before_resume(info.uri, load_study(info.study_url, info.name))
+    if failed:
+        print(f"study: {failed} trial(s) the killed driver had started but Tune never "
+              f"recorded marked FAIL; {requeued} seed arm(s) among them enqueued again")
     print(f"resuming {info.uri}")
     tuner = tune.Tuner.restore(info.uri, trainable=make_trainable(info.spec, slim_for_trials(data)),
                                resume_unfinished=True, resume_errored=True)
@@ -170,7 +170,9 @@ def print_best(result) -> None:
     ckpt = None
     try:
         c = result.get_best_checkpoint(names.VAL_LOSS, names.MODE)
-        ckpt = c.path if c is not None else None
+        if c is not None:  # a remote checkpoint's path lacks its scheme: name it in full
+            kind = c.filesystem.type_name if c.filesystem is not None else "local"
+            ckpt = c.path if kind == "local" else f"{kind}://{c.path}"
     except (RuntimeError, ValueError):
         pass
     ssim = m.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM, m.get(names.AMP_SSIM))

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import pickle
-from pathlib import Path
 from typing import Any
 
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from ptycho_model import names
+
+from .experiment import newest_file, read_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -57,20 +58,19 @@ class ResumableOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
-def _known_numbers(experiment_dir: Path) -> set[int] | None:
+def _known_numbers(experiment_uri: str) -> set[int] | None:
     """Study trial numbers the latest searcher snapshot maps to Tune trials."""
-    snaps = sorted(experiment_dir.glob("searcher-state-*.pkl"))
-    if not snaps:
+    snap = newest_file(experiment_uri, "searcher-state-", ".pkl")
+    if snap is None:
         return None
-    with open(snaps[-1], "rb") as f:
-        state: dict[str, Any] = pickle.load(f)
+    state: dict[str, Any] = pickle.loads(read_bytes(snap))
     return {t.number for t in state.get("_ot_trials", {}).values()}
 
 
-def repair_before_resume(experiment_dir: Path, study: optuna.Study) -> tuple[int, int]:
+def repair_before_resume(experiment_uri: str, study: optuna.Study) -> tuple[int, int]:
     """Mark RUNNING study trials unknown to Tune's snapshot FAIL; re-enqueue the seed arms they
     carried. Returns (failed, re-enqueued)."""
-    known = _known_numbers(experiment_dir)
+    known = _known_numbers(experiment_uri)
     if known is None:
         return 0, 0
     failed = requeued = 0

@@ -8,8 +8,6 @@ for a local or a remote (``s3://``) experiment. Leaves out what goes into them: 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,10 +16,9 @@ from typing import TYPE_CHECKING
 
 from ptycho_model import names
 
-from ..experiment import SPEC_FILE
 from ..spec import is_remote
 from .best import best_checkpoint_dir
-from .load import ERROR, FINISHED, OUTCOME_LABELS, NotAnExperiment, finite, load_experiment
+from .load import ERROR, FINISHED, OUTCOME_LABELS, finite, load_experiment
 from .markdown import (
     collapse_tables, counts_line, fmt, importance_lines, md_table, node_table, spec_lines,
     params_text, varying_params,
@@ -47,9 +44,13 @@ class Report:
     notes: list[str]
 
 
-def build_report(path: str | Path, out: str | Path | None = None) -> Report:
+def build_report(path: str | Path, out: str | Path | None = None,
+                 shown_as: str | None = None) -> Report:
+    """``shown_as``: where the report says the experiment lies (a remote experiment's URI when
+    ``path`` is its temporary local copy)."""
     import pandas as pd
     exp = load_experiment(path)
+    where = shown_as or str(exp.path)
     report_dir = Path(out).expanduser() if out else exp.path / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
@@ -78,7 +79,7 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Report:
     ranked = exp.ranked()
     best = ranked[0] if ranked else None
     lines = [f"# tune-ptycho report: {exp.info.name}", "",
-             f"Experiment: `{exp.path}`  ",
+             f"Experiment: `{where}`  ",
              f"Written: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}", "",
              "## Spec", *spec_lines(exp)]
     if exp.spec.run.data.val_is_test:
@@ -97,8 +98,8 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Report:
                   f"objective {fmt(finite(best.last.get(names.OBJECTIVE)))}, best_val_loss "
                   f"{fmt(finite(best.last.get(names.BEST_VAL_LOSS)))} at epoch "
                   f"{fmt(best.last.get(names.BEST_EPOCH))}; checkpoint "
-                  f"`{best_checkpoint_dir(best) or 'none left'}`. Export it with "
-                  f"`tune-ptycho best {exp.path} --export best.pt`.", ""]
+                  f"`{_shown(best_checkpoint_dir(best), exp.path, where) or 'none left'}`. "
+                  f"Export it with `tune-ptycho best {where} --export best.pt`.", ""]
         lines += ["## Best trials (lowest final objective, ties by best_val_loss)", ""]
         top = df[df["rank"].notna()].head(5)
         key_params = varying_params(df, params)
@@ -166,6 +167,10 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Report:
                   summary=summary, notes=notes)
 
 
+def _shown(p: Path | None, root: Path, where: str) -> str | None:
+    return None if p is None else f"{where}/{p.relative_to(root).as_posix()}"
+
+
 def analyze(path: str, out: str | None = None) -> Path:
     """Write the report folder (default ``<experiment>/report/``) and return its path.
 
@@ -181,19 +186,12 @@ def analyze(path: str, out: str | None = None) -> Path:
 def _analyze_remote(uri: str, out: str | None) -> Path:
     import pyarrow.fs as pafs
 
-    fs, root = pafs.FileSystem.from_uri(uri)
-    if fs.get_file_info(root.rstrip("/") + "/" + SPEC_FILE).type == pafs.FileType.NotFound:
-        raise NotAnExperiment(f"{uri!r} is not a tune-ptycho experiment: no {SPEC_FILE}")
-    name = root.rstrip("/").rsplit("/", 1)[-1]
-    tmp = Path(tempfile.mkdtemp(prefix="tp-analyze-"))
-    local = tmp / name
-    try:
-        pafs.copy_files(root, str(local), source_filesystem=fs,
-                        destination_filesystem=pafs.LocalFileSystem())
-        rep = build_report(local, out or Path.cwd() / f"{name}-report")
+    from .remote import local_copy
+
+    with local_copy(uri) as local:
+        rep = build_report(local, out or Path.cwd() / f"{local.name}-report", shown_as=uri)
         if not out:
+            fs, root = pafs.FileSystem.from_uri(uri)
             pafs.copy_files(str(rep.dir), root.rstrip("/") + "/" + REPORT_DIR,
                             source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
         return rep.dir
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

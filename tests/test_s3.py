@@ -1,0 +1,151 @@
+"""An experiment on S3 storage, end to end, against a local S3 endpoint (moto's server speaks the
+S3 protocol; pyarrow, Ray's storage layer and the trial workers talk to it as to AWS):
+`run` writes everything to the bucket, a driver killed with SIGKILL is resumed from the bucket,
+and `analyze` / `best --export` read the experiment back from it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pytest
+import torch
+
+from ptycho_model import names
+from ptycho_model.config import RunConfig
+from ptycho_model.generators import build_generator
+from tune_ptycho.analysis.remote import local_copy
+
+from conftest import short_tmp
+from procs import cli, kill_session, wait_for
+
+BUCKET = "tp-runs"
+URI = f"s3://{BUCKET}/runs/s3x"
+KEY = f"{BUCKET}/runs/s3x"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                               "-p", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{url}/{BUCKET}", method="PUT"))
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def _fs(url: str) -> pafs.S3FileSystem:
+    return pafs.S3FileSystem(endpoint_override=url, scheme="http", access_key="test",
+                             secret_key="test", region="us-east-1")
+
+
+def _files(fs: pafs.S3FileSystem, key: str) -> list[str]:
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(key, recursive=True))
+    except OSError:
+        return []
+    return [i.path[len(key) + 1:] for i in infos if i.type == pafs.FileType.File]
+
+
+def _rows(fs: pafs.S3FileSystem, path: str) -> list[dict]:
+    with fs.open_input_stream(path) as f:
+        return [json.loads(x) for x in f.read().decode().splitlines() if x.strip()]
+
+
+@pytest.mark.slow
+def test_an_s3_experiment_survives_a_killed_driver_and_is_analysed_from_the_bucket(
+        s3_endpoint, tmp_path, monkeypatch):
+    fs = _fs(s3_endpoint)
+    env = dict(os.environ, RAY_TMPDIR=short_tmp("tps3"), PYTHONUNBUFFERED="1",
+               AWS_ENDPOINT_URL=s3_endpoint, AWS_ACCESS_KEY_ID="test",
+               AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
+               AWS_EC2_METADATA_DISABLED="true")
+    study = tmp_path / "study.log"
+    p = cli(["run", "--preset", "tiny", "--space", "stage_a", "--num-samples", "3",
+             "--max-epochs", "4", "--no-asha", "--max-concurrent", "2", "--no-dashboard",
+             "--no-progress", "--storage", f"s3://{BUCKET}/runs", "--name", "s3x",
+             "--study-storage", f"journal://{study}", "--set", "train/eval_every=0",
+             "--set", "faults/allowed=true", "--set", "faults/sleep_s=0.7"], env)
+
+    def synced_epochs() -> int:  # result.json reaches the bucket with the state snapshot
+        logs = [f for f in _files(fs, KEY) if f.endswith("/result.json")]
+        return max((len(_rows(fs, f"{KEY}/{f}")) for f in logs), default=0)
+
+    try:  # kill once the bucket's snapshot of Tune's state knows a checkpoint
+        wait_for(lambda: synced_epochs() >= 2, 180, p, "two epochs of a trial in the bucket")
+    finally:
+        kill_session(p.pid)
+    p.wait()
+    assert {"spec.json", "study.json", "dataset.json", "tuner.pkl"} <= set(_files(fs, KEY))
+    assert not Path(URI).exists() and not (Path.cwd() / "s3:").exists()  # nothing local
+
+    p = cli(["resume", URI, "--no-dashboard"], env)
+    out, _ = p.communicate(timeout=300)
+    kill_session(p.pid)
+    assert p.returncode == 0, out
+    assert f"best checkpoint: {URI}/trial_" in out  # named with its scheme
+
+    files = _files(fs, KEY)
+    trials = sorted({f.split("/")[0] for f in files if f.startswith("trial_")})
+    assert len(trials) == 3, files
+    resumed = 0
+    for t in trials:
+        rows = _rows(fs, f"{KEY}/{t}/result.json")
+        assert sorted({r[names.EPOCH] for r in rows}) == [1, 2, 3, 4], (t, rows)
+        resumed += any(r["resumed_from_epoch"] > 0 for r in rows)
+        assert any(f.startswith(f"{t}/checkpoint_") for f in files)
+    assert resumed >= 1  # at least one trial continued from a checkpoint in the bucket
+
+    p = subprocess.run([sys.executable, "-m", "tune_ptycho.cli", "analyze", URI], env=env,
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    report = tmp_path / "s3x-report" / "report.md"
+    text = report.read_text()
+    assert f"Experiment: `{URI}`" in text and f"tune-ptycho best {URI} --export" in text
+    assert "tp-analyze-" not in text  # no temporary local path leaks into the report
+    uploaded = set(_files(fs, f"{KEY}/report"))
+    assert {"report.md", "trials.csv", "learning_curves.png", "best_reconstruction.png"} <= uploaded
+
+    # analysis fetches every trial's results but only the best trial's checkpoints
+    for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+              "AWS_DEFAULT_REGION", "AWS_EC2_METADATA_DISABLED"):
+        monkeypatch.setenv(k, env[k])
+    with local_copy(URI) as local:
+        assert len(list(local.glob("trial_*/result.json"))) == 3
+        assert len({c.parent.name for c in local.glob("trial_*/checkpoint_*")}) == 1
+
+    weights = tmp_path / "best.pt"
+    p = subprocess.run([sys.executable, "-m", "tune_ptycho.cli", "best", URI, "--export",
+                        str(weights)], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"best checkpoint: {URI}/trial_" in p.stdout
+    cfg = RunConfig.from_dict(json.loads(Path(f"{weights}.json").read_text()))
+    model = build_generator(cfg.model, N=cfg.data.N)
+    model.load_state_dict(torch.load(weights, weights_only=True), strict=True)

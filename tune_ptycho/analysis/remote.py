@@ -1,0 +1,59 @@
+"""A remote (``s3://``, ``gs://``) experiment, fetched for analysis on this machine.
+
+Everything but the checkpoints is copied (results, params, Tune's state, ``spec.json``, the study
+metadata), then only the best trial's kept checkpoints: a stage_a study's checkpoints run to tens
+of GB, and the report and ``best --export`` need the weights of one trial.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..experiment import SPEC_FILE
+from .best import _best_record
+from .load import NoResults, NotAnExperiment, load_experiment
+
+
+def _is_checkpoint_part(rel: str) -> bool:
+    return any(part.startswith("checkpoint_") for part in rel.split("/"))
+
+
+@contextmanager
+def local_copy(uri: str) -> Iterator[Path]:
+    """A temporary local copy of the experiment at ``uri``, removed on exit."""
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(uri)
+    root = root.rstrip("/")
+    if fs.get_file_info(f"{root}/{SPEC_FILE}").type == pafs.FileType.NotFound:
+        raise NotAnExperiment(f"{uri!r} is not a tune-ptycho experiment: no {SPEC_FILE}")
+    local_fs = pafs.LocalFileSystem()
+    tmp = Path(tempfile.mkdtemp(prefix="tp-analyze-"))
+    local = tmp / root.rsplit("/", 1)[-1]
+    try:
+        for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+            rel = info.path[len(root) + 1:]
+            if info.type != pafs.FileType.File or _is_checkpoint_part(rel):
+                continue
+            (local / rel).parent.mkdir(parents=True, exist_ok=True)
+            pafs.copy_files(info.path, str(local / rel), source_filesystem=fs,
+                            destination_filesystem=local_fs)
+        try:
+            best = _best_record(load_experiment(local, with_study=False))
+        except NoResults:
+            best = None
+        if best is not None and best.dir is not None:
+            trial = f"{root}/{best.dir.name}"
+            for info in fs.get_file_info(pafs.FileSelector(trial)):
+                name = info.path.rsplit("/", 1)[-1]
+                if info.type == pafs.FileType.Directory and name.startswith("checkpoint_"):
+                    (best.dir / name).mkdir(parents=True, exist_ok=True)
+                    pafs.copy_files(info.path, str(best.dir / name), source_filesystem=fs,
+                                    destination_filesystem=local_fs)
+        yield local
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
