@@ -15,6 +15,7 @@ from ptycho_model.config import RunConfig
 from ptycho_model.evaluate import to_input
 from ptycho_model.generators import build_generator
 from tune_ptycho.analysis import FIGURES, analyze, best_trial, export_best
+from tune_ptycho.analysis.best import best_epoch, best_weights
 from tune_ptycho.cli import main
 from tune_ptycho.datasets import get_datasets
 
@@ -71,10 +72,16 @@ def test_trials_csv_one_row_per_trial_ranked_like_best_trial(analysed):
     assert df.loc[df["rank"] == 1, "trial_id"].item() == tid
     assert tdir.name == f"trial_{tid}" and ckpt is not None and (ckpt / "state.pt").exists()
     assert metrics["objective"] == pytest.approx(df.loc[df["rank"] == 1, "objective"].item())
-    # the chosen checkpoint is the kept one with the lowest reported val_loss
+    # the chosen checkpoint is the newest kept one; the best_model in it is the weights of the
+    # trial's lowest val_loss epoch, identical to the model of that epoch's own checkpoint
     rows = [json.loads(x) for x in (tdir / "result.json").read_text().splitlines() if x.strip()]
-    kept = [r for r in rows if (tdir / str(r.get("checkpoint_dir_name")) / "state.pt").exists()]
-    assert min(kept, key=lambda r: r["val_loss"])["checkpoint_dir_name"] == ckpt.name
+    assert ckpt.name == rows[-1]["checkpoint_dir_name"]
+    state = torch.load(ckpt / "state.pt", weights_only=True)
+    best_row = min(rows, key=lambda r: r["val_loss"])
+    assert best_epoch(state) == best_row["epoch"] == metrics["best_epoch"]
+    at_best = torch.load(tdir / best_row["checkpoint_dir_name"] / "state.pt", weights_only=True)
+    for k, v in at_best["model"].items():  # kept by Tune's checkpoint scoring on val_loss
+        assert torch.equal(best_weights(state)[k], v), k
     assert set(df["outcome"]) <= {"finished", "stopped_early", "collapsed_ratio",
                                   "collapsed_flat", "diverged", "error"}
 
@@ -128,7 +135,7 @@ def test_cli_best_and_analyze_print_summary(analysed, capsys, tmp_path):
     tid = best_trial(str(exp))[0]
     assert main(["best", str(exp), "--export", str(tmp_path / "w.pt")]) == 0
     out = capsys.readouterr().out
-    assert f"best trial: {tid}" in out and "best checkpoint:" in out and "objective" in out
+    assert f"best trial: {tid}" in out and "best weights: best_model in" in out and "objective" in out
     assert (tmp_path / "w.pt").exists() and (tmp_path / "w.pt.json").exists()
     assert main(["analyze", str(exp), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out

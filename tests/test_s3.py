@@ -110,7 +110,7 @@ def test_an_s3_experiment_survives_a_killed_driver_and_is_analysed_from_the_buck
     out, _ = p.communicate(timeout=300)
     kill_session(p.pid)
     assert p.returncode == 0, out
-    assert f"best checkpoint: {URI}/trial_" in out  # named with its scheme
+    assert f"best weights: best_model in {URI}/trial_" in out  # named with its scheme
 
     files = _files(fs, KEY)
     trials = sorted({f.split("/")[0] for f in files if f.startswith("trial_")})
@@ -145,7 +145,7 @@ def test_an_s3_experiment_survives_a_killed_driver_and_is_analysed_from_the_buck
     p = subprocess.run([sys.executable, "-m", "tune_ptycho.cli", "best", URI, "--export",
                         str(weights)], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert f"best checkpoint: {URI}/trial_" in p.stdout
+    assert f"best weights: best_model in {URI}/trial_" in p.stdout
     cfg = RunConfig.from_dict(json.loads(Path(f"{weights}.json").read_text()))
     model = build_generator(cfg.model, N=cfg.data.N)
     model.load_state_dict(torch.load(weights, weights_only=True), strict=True)

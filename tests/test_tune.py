@@ -99,3 +99,43 @@ def test_existing_name_is_refused_with_the_resume_command(tiny_experiment, capsy
     code = main(["run", *TINY_ARGS, "--storage", str(tiny_experiment.parent), "--name", "tiny"])
     assert code == 2
     assert f"tune-ptycho resume {tiny_experiment}" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_checkpoint_every_k_epochs_keeps_the_best_weights(ray_session, tmp_path, capsys):
+    """--checkpoint-every 3, and a scripted collapse from epoch 5 on (its val_loss x10), so the
+    best epoch (4) has no checkpoint of its own: checkpoints come at epochs 3, 6 and the collapse
+    stop only, and the exported best weights still reproduce epoch 4's val_loss."""
+    import torch
+
+    from ptycho_model.config import RunConfig
+    from ptycho_model.train import Trainer
+    from tune_ptycho.analysis.best import best_checkpoint_dir, best_epoch, load_best_model
+    from tune_ptycho.datasets import get_datasets
+
+    code = main(["run", "--preset", "tiny", "--space", "seeds", "--num-samples", "1",
+                 "--max-epochs", "12", "--no-asha", "--no-dashboard", "--no-progress",
+                 "--checkpoint-every", "3", "--storage", str(tmp_path), "--name", "k3",
+                 "--set", "train/eval_every=0", "--set", "faults/allowed=true",
+                 "--set", "faults/collapse_at_epoch=5", "--set", "faults/collapse_factor=10"])
+    assert code == 0
+    exp = tmp_path / "k3"
+    (rows,) = trial_results(exp).values()
+    last = rows[-1]
+    assert last[names.COLLAPSED] and last[names.EPOCH] < 12, last  # stopped by the collapse rule
+    assert [r[names.EPOCH] for r in rows] == list(range(1, last[names.EPOCH] + 1))
+    with_ckpt = [r[names.EPOCH] for r in rows if r.get("checkpoint_dir_name")]
+    assert with_ckpt == sorted({3, 6, last[names.EPOCH]} & set(range(1, last[names.EPOCH] + 1)))
+    assert last[names.BEST_EPOCH] == 4
+
+    model, cfg, t, ckpt, epoch = load_best_model(exp)
+    assert ckpt == best_checkpoint_dir(t) and ckpt.name == last["checkpoint_dir_name"]
+    assert epoch == best_epoch(torch.load(ckpt / "state.pt", weights_only=True)) == 4
+    assert main(["best", str(exp), "--export", str(tmp_path / "best.pt")]) == 0
+    assert f"best_model in {ckpt}/state.pt" in capsys.readouterr().out
+
+    cfg = RunConfig.from_dict(json.loads((tmp_path / "best.pt.json").read_text()))
+    trainer = Trainer(cfg, get_datasets(cfg.data, None)[0])
+    trainer.model.load_state_dict(torch.load(tmp_path / "best.pt", weights_only=True))
+    val_loss, _ = trainer._validate()
+    assert val_loss == pytest.approx(rows[3][names.VAL_LOSS], rel=1e-5)  # epoch 4's weights

@@ -1,11 +1,12 @@
 """The Ray Tune trainable: a thin adapter over :class:`ptycho_model.train.Trainer`.
 
 config dict (Optuna's sampled ``a/b`` parameters, unflattened by Ray) + the experiment's base
-config -> validated :class:`RunConfig` -> epochs. After every epoch: ``tune.report`` with the
-metric names of :mod:`ptycho_model.names` and a checkpoint of the trainer's whole state (model,
-optimizer, scheduler, epoch, RNG, collapse streaks, best weights). On a retry or a restore it
-resumes from ``tune.get_checkpoint()`` at the right epoch. Only the ``ray.tune`` reporting API is
-used: in Ray 2.60 ``ray.train.report`` inside a Tune function fails the trial.
+config -> validated :class:`RunConfig` -> epochs. After every epoch, ``tune.report`` with the
+metric names of :mod:`ptycho_model.names`; every ``checkpoint_every``-th epoch and the trial's
+last, a checkpoint of the trainer's whole state too (model, optimizer, scheduler, epoch, RNG,
+collapse streaks, best weights). On a retry or a restore it resumes from
+``tune.get_checkpoint()`` at the right epoch. Only the ``ray.tune`` reporting API is used: in
+Ray 2.60 ``ray.train.report`` inside a Tune function fails the trial.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import ray
 import torch
 from ray import tune
 
+from ptycho_model import names
 from ptycho_model.config import RunConfig, flatten
 from ptycho_model.data import Datasets
 from ptycho_model.train import Trainer
@@ -49,8 +51,14 @@ def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> RunConfig:
     return RunConfig.from_dict(base).with_updates(flatten(sampled))
 
 
+def ends_here(metrics: dict[str, Any], max_epochs: int) -> bool:
+    """Whether the trial ends after this epoch on its own (ASHA's stops come unannounced)."""
+    return (metrics[names.EPOCH] >= max_epochs or bool(metrics.get(names.COLLAPSED))
+            or bool(metrics.get(names.DIVERGED)))
+
+
 def train_ptycho(config: dict[str, Any], *, base: dict[str, Any], data: Datasets,
-                 threads: int = 1) -> None:
+                 threads: int = 1, checkpoint_every: int = 1) -> None:
     torch.set_num_threads(max(1, int(threads)))
     cfg = trial_config(base, config)
     device = trial_device(ray.get_gpu_ids())
@@ -63,7 +71,10 @@ def train_ptycho(config: dict[str, Any], *, base: dict[str, Any], data: Datasets
              "pid": os.getpid(), "device": str(device), "trial_start_ts": time.time(),
              "resumed_from_epoch": trainer.epoch}
     for metrics in trainer.epochs():
+        row = {**metrics, **where, "report_ts": time.time()}
+        if metrics[names.EPOCH] % checkpoint_every and not ends_here(metrics, cfg.train.max_epochs):
+            tune.report(row)
+            continue
         with tempfile.TemporaryDirectory() as d:
             trainer.save(Path(d) / STATE_FILE)
-            tune.report({**metrics, **where, "report_ts": time.time()},
-                        checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report(row, checkpoint=tune.Checkpoint.from_directory(d))

@@ -70,6 +70,7 @@ RUN_FLAGS = {  # flag dest -> spec path
     "gpus_per_trial": "resources/gpus_per_trial", "max_failures": "resources/max_failures",
     "wait_for_nodes": "resources/wait_for_nodes_s", "storage": "storage/path",
     "name": "storage/name", "study_storage": "storage/study_storage",
+    "checkpoint_every": "storage/checkpoint_every",
     "grace_period": "asha/grace_period", "reduction_factor": "asha/reduction_factor",
     "collapse_ratio": "collapse/ratio", "collapse_patience": "collapse/patience",
     "collapse_grace": "collapse/grace", "flat_std": "collapse/flat_std",
@@ -186,7 +187,8 @@ def _print_best(path: Path, shown_as: str | None, export: str | None) -> int:
     print("  config: " + (", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"))
     print(f"  objective {m.get(names.OBJECTIVE)}, best_val_loss {m.get(names.BEST_VAL_LOSS)} at "
           f"epoch {m.get(names.BEST_EPOCH)}, stopped at epoch {m.get(names.EPOCH)}")
-    print(f"  best checkpoint: {shown(ckpt) or 'none left on disk'}")
+    print("  best weights: " + (f"best_model in {shown(ckpt)}/state.pt" if ckpt is not None
+                                    else "none left on disk"))
     if export:
         out = export_best(path, export)
         print(f"exported weights: {out} (state dict for build_generator; config: {out}.json)")
@@ -241,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-dashboard", action="store_true", help="embedded Ray without dashboard")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--max-failures", type=int, help="retries of a crashed trial")
+    r.add_argument("--checkpoint-every", type=int, metavar="K",
+                   help="checkpoint every K-th epoch and a trial's last (default 1; a stage_a "
+                        "checkpoint is ~1 GB); a retried trial redoes up to K-1 epochs")
     r.add_argument("--study-storage", help="Optuna storage URL (required for s3:// storage)")
     r.add_argument("--wait-for-nodes", type=float, metavar="SECONDS",
                    help="let an autoscaling cluster add a node that fits a trial")
@@ -264,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--out", metavar="DIR", help="report folder (default: PATH/report)")
     an.set_defaults(func=cmd_analyze)
 
-    b = sub.add_parser("best", help="the best trial: config, scores, best checkpoint")
+    b = sub.add_parser("best", help="the best trial: config, scores, where its best weights are")
     b.add_argument("path", help="the experiment directory (or s3:// URI)")
     b.add_argument("--export", metavar="FILE",
                    help="write its best weights as a plain state dict (+ FILE.json: its config)")

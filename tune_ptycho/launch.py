@@ -168,13 +168,10 @@ def finish(info: ExperimentInfo, results) -> int:
 def print_best(result) -> None:
     m = result.metrics
     ckpt = None
-    try:
-        c = result.get_best_checkpoint(names.VAL_LOSS, names.MODE)
-        if c is not None:  # a remote checkpoint's path lacks its scheme: name it in full
-            kind = c.filesystem.type_name if c.filesystem is not None else "local"
-            ckpt = c.path if kind == "local" else f"{kind}://{c.path}"
-    except (RuntimeError, ValueError):
-        pass
+    c = result.checkpoint  # the newest: its state's best_model holds the trial's best weights
+    if c is not None:  # a remote checkpoint's path lacks its scheme: name it in full
+        kind = c.filesystem.type_name if c.filesystem is not None else "local"
+        ckpt = c.path if kind == "local" else f"{kind}://{c.path}"
     ssim = m.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM, m.get(names.AMP_SSIM))
     const = m.get(names.AMP_SSIM_CONSTANT) or m.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM_CONSTANT)
     print("best trial:", result.path.rstrip("/").rsplit("/", 1)[-1])
@@ -184,9 +181,9 @@ def print_best(result) -> None:
           f" ({'collapsed ' + str(m.get(names.COLLAPSE_KIND)) if m.get(names.COLLAPSED) else 'not collapsed'})")
     if ssim is not None:
         extra = f" (constant-output fingerprint {const:.3f})" if const is not None else ""
-        print(f"  amp SSIM of its best checkpoint {ssim:.3f}{extra}")
+        print(f"  amp SSIM of its best weights {ssim:.3f}{extra}")
     if ckpt:
-        print(f"  best checkpoint: {ckpt}")
+        print(f"  best weights: best_model in {ckpt}/state.pt")
 
 
 def dump(obj: Any) -> str:

@@ -55,6 +55,7 @@ class StorageSpec:
     name: str = ""  # default: <space>-<preset>-<UTC timestamp>
     study_storage: str = ""  # default: sqlite optuna.db inside a local experiment
     keep_checkpoints: int = 3  # best by val_loss per trial (Ray also keeps the newest)
+    checkpoint_every: int = 1  # every k-th epoch and the trial's last; each holds the best weights
     dataset_cache: str = ""  # default: ~/.cache/tune-ptycho/datasets
 
 
@@ -215,6 +216,8 @@ def validate(spec: ExperimentSpec) -> None:
                           "whole number (fractions share one GPU)")
     if r.max_failures < 0:
         raise ConfigError(f"resources/max_failures={r.max_failures} must be >= 0")
+    if spec.storage.checkpoint_every < 1:
+        raise ConfigError(f"storage/checkpoint_every={spec.storage.checkpoint_every} must be >= 1")
     if spec.storage.keep_checkpoints < 1:
         raise ConfigError(f"storage/keep_checkpoints={spec.storage.keep_checkpoints} must be >= 1")
     if is_remote(spec.storage.path) and not spec.storage.study_storage:

@@ -26,7 +26,8 @@ def make_trainable(spec: ExperimentSpec, data: Datasets):
     and its resources; ``Tuner.restore`` must get one built the same way."""
     r = spec.resources
     fn = tune.with_parameters(train_ptycho, base=spec.run.to_dict(), data=data,
-                              threads=max(1, int(r.cpus_per_trial)))
+                              threads=max(1, int(r.cpus_per_trial)),
+                              checkpoint_every=spec.storage.checkpoint_every)
     return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
 
 

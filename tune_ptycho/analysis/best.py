@@ -1,59 +1,45 @@
 """The best trial and its weights: ``tune-ptycho best``, ``--export``, the reconstruction's inputs.
 
 Holds the best trial (lowest final objective, ties by best_val_loss: ``experiment.rank_key``),
-the choice of its checkpoint (the kept one with the lowest val_loss), loading that model, writing
-it as a plain state dict, and the test split to show it on. torch is imported where used.
+the choice of its checkpoint (the newest kept one: every checkpoint stores the trial's best
+weights so far as ``best_model``), loading those weights, writing them as a plain state dict, and the test split to show it on. torch is imported where used.
 Leaves out reading the experiment (``load``) and drawing the reconstruction (``plots``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from ptycho_model import names
 from ptycho_model.config import RunConfig
 
 from ..experiment import DATASET_FILE
-from .load import Experiment, NoResults, TrialRecord, load_experiment, num
+from .load import Experiment, NoResults, TrialRecord, load_experiment
 
 STATE_FILE = "state.pt"  # trainables.ptycho.STATE_FILE (not imported: that module imports ray)
 
 
-def _checkpoint_val_loss(ckpt: Path) -> float:
-    import torch
-
-    try:
-        state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
-        hist = state.get("history") or []
-        return num(hist[-1].get(names.VAL_LOSS), math.inf) if hist else math.inf
-    except Exception:  # noqa: BLE001
-        return math.inf
-
-
 def best_checkpoint_dir(t: TrialRecord) -> Path | None:
-    """The trial's kept checkpoint whose reported val_loss is lowest (the pre-collapse weights)."""
+    """The trial's newest kept checkpoint. Its state's ``best_model`` holds the weights of the
+    lowest val_loss epoch up to it (the pre-collapse weights), also when checkpoints are written
+    only every k-th epoch (``storage/checkpoint_every``); Ray always keeps the newest."""
     if t.dir is None:
         return None
-    best: tuple[float, float, Path] | None = None
-    for r in t.rows:
-        name = r.get("checkpoint_dir_name")
-        if not name or not (t.dir / name / STATE_FILE).exists():
-            continue  # not checkpointed, or deleted by num_to_keep
-        v = num(r.get(names.VAL_LOSS), math.inf)
-        v = v if math.isfinite(v) else math.inf
-        key = (v, num(r.get(names.EPOCH), 0.0), t.dir / name)
-        if best is None or key[:2] < best[:2]:
-            best = key
-    if best is not None:
-        return best[2]
-    # result.json does not name them (an old or truncated file): ask the checkpoints themselves
-    ckpts = sorted(p.parent for p in t.dir.glob(f"checkpoint_*/{STATE_FILE}"))
-    if not ckpts:
-        return None
-    return min(ckpts, key=lambda c: (_checkpoint_val_loss(c), c.name))
+    ckpts = sorted(p.parent for p in t.dir.glob(f"checkpoint_*/{STATE_FILE}"))  # zero-padded
+    return ckpts[-1] if ckpts else None
+
+
+def best_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The best-val_loss weights in a checkpoint's state (its own weights if none were kept)."""
+    return state.get("best_model") or state["model"]
+
+
+def best_epoch(state: dict[str, Any]) -> int | None:
+    """The epoch of :func:`best_weights` (None when the state kept no best weights)."""
+    if not state.get("best_model"):
+        return int(state["epoch"]) if "epoch" in state else None
+    return int((state.get("collapse") or {}).get("best_epoch", 0)) or None
 
 
 def _best_record(exp: Experiment) -> TrialRecord:
@@ -66,7 +52,7 @@ def _best_record(exp: Experiment) -> TrialRecord:
 def best_trial(path: str | Path) -> tuple[str, Path, Path | None, dict[str, Any]]:
     """(trial_id, trial_dir, best_checkpoint_dir, final metrics) of the best trial: the lowest
     final objective, ties broken by best_val_loss (:func:`experiment.rank_key`). The checkpoint
-    is the trial's kept one with the lowest val_loss (None if none is left on disk)."""
+    is the one holding its best weights (None if none is left on disk)."""
     exp = load_experiment(path, with_study=False)
     t = _best_record(exp)
     return t.trial_id, t.dir, best_checkpoint_dir(t), dict(t.last)
@@ -88,7 +74,8 @@ def _model_config(t: TrialRecord, state: dict[str, Any], fallback: RunConfig) ->
 
 
 def load_best_model(path: str | Path):
-    """(model in eval mode on the CPU, its RunConfig, trial record, checkpoint dir)."""
+    """(model in eval mode on the CPU holding the best trial's best weights, its RunConfig, the
+    trial record, the checkpoint dir they came from, their epoch)."""
     from ptycho_model.generators import build_generator
 
     exp = load_experiment(path, with_study=False)
@@ -99,9 +86,9 @@ def load_best_model(path: str | Path):
     state = _load_state(ckpt)
     cfg = _model_config(t, state, exp.spec.run)
     model = build_generator(cfg.model, N=cfg.data.N)
-    model.load_state_dict(state["model"], strict=True)
+    model.load_state_dict(best_weights(state), strict=True)
     model.eval()
-    return model, cfg, t, ckpt
+    return model, cfg, t, ckpt, best_epoch(state)
 
 
 def export_best(path: str | Path, file: str | Path) -> Path:
@@ -114,11 +101,11 @@ def export_best(path: str | Path, file: str | Path) -> Path:
     """
     import torch
 
-    model, cfg, t, ckpt = load_best_model(path)  # proves the weights load strictly
+    model, cfg, t, ckpt, _ = load_best_model(path)  # proves the weights load strictly
     state = _load_state(ckpt)
     out = Path(file).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state["model"], out)
+    torch.save(best_weights(state), out)
     Path(str(out) + ".json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str) + "\n")
     return out
 

@@ -186,7 +186,7 @@ def params_vs_loss_figure(exp: Experiment, df: pd.DataFrame, kinds: dict[str, st
 
 
 def best_reconstruction_figure(exp: Experiment, path: Path) -> tuple[Path, str | None]:
-    """The best trial's best checkpoint on test image 0. Returns (path, note or None)."""
+    """The best trial's best weights on test image 0. Returns (path, note or None)."""
     ranked = exp.ranked()
     if not ranked:
         placeholder(path, "best reconstruction", "no trial reported a result")
@@ -196,12 +196,11 @@ def best_reconstruction_figure(exp: Experiment, path: Path) -> tuple[Path, str |
 
         from ..figures import reconstruction_figure
 
-        model, cfg, t, ckpt = load_best_model(exp.path)
+        model, cfg, t, ckpt, epoch = load_best_model(exp.path)
         test, note = held_out_split(exp, cfg)
         metrics, pred, gt = evaluate_test_image(model, test)
-        row = next((r for r in t.rows if r.get("checkpoint_dir_name") == ckpt.name), {})
-        title = (f"best trial {t.trial_id}, {ckpt.name}"
-                 + (f" (epoch {row[names.EPOCH]})" if names.EPOCH in row else "")
+        title = (f"best trial {t.trial_id}, best weights"
+                 + (f" (epoch {epoch})" if epoch is not None else "")
                  + ": test image 0")
         reported = finite(t.last.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM))
         if reported is not None:

@@ -97,9 +97,9 @@ def build_report(path: str | Path, out: str | Path | None = None,
         lines += [f"**Best trial: `{best.trial_id}`** ({OUTCOME_LABELS[best.outcome]}) — "
                   f"objective {fmt(finite(best.last.get(names.OBJECTIVE)))}, best_val_loss "
                   f"{fmt(finite(best.last.get(names.BEST_VAL_LOSS)))} at epoch "
-                  f"{fmt(best.last.get(names.BEST_EPOCH))}; checkpoint "
-                  f"`{_shown(best_checkpoint_dir(best), exp.path, where) or 'none left'}`. "
-                  f"Export it with `tune-ptycho best {where} --export best.pt`.", ""]
+                  f"{fmt(best.last.get(names.BEST_EPOCH))}; its best weights are the "
+                  f"`best_model` of `{_shown(best_checkpoint_dir(best), exp.path, where) or 'none left'}"
+                  f"/state.pt`. Export them with `tune-ptycho best {where} --export best.pt`.", ""]
         lines += ["## Best trials (lowest final objective, ties by best_val_loss)", ""]
         top = df[df["rank"].notna()].head(5)
         key_params = varying_params(df, params)
