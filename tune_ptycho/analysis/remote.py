@@ -1,8 +1,9 @@
 """A remote (``s3://``, ``gs://``) experiment, fetched for analysis on this machine.
 
 Everything but the checkpoints is copied (results, params, Tune's state, ``spec.json``, the study
-metadata), then only the best trial's kept checkpoints: a stage_a study's checkpoints run to tens
-of GB, and the report and ``best --export`` need the weights of one trial.
+metadata), then one checkpoint: the best trial's newest, whose ``best_model`` holds its best
+weights. A stage_a study's checkpoints run to tens of GB (~1 GB each); the report and
+``best --export`` need one.
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ def local_copy(uri: str) -> Iterator[Path]:
         except NoResults:
             best = None
         if best is not None and best.dir is not None:
-            trial = f"{root}/{best.dir.name}"
-            for info in fs.get_file_info(pafs.FileSelector(trial)):
-                name = info.path.rsplit("/", 1)[-1]
-                if info.type == pafs.FileType.Directory and name.startswith("checkpoint_"):
-                    (best.dir / name).mkdir(parents=True, exist_ok=True)
-                    pafs.copy_files(info.path, str(best.dir / name), source_filesystem=fs,
-                                    destination_filesystem=local_fs)
+            ckpts = sorted(i.base_name for i in
+                           fs.get_file_info(pafs.FileSelector(f"{root}/{best.dir.name}"))
+                           if i.type == pafs.FileType.Directory
+                           and i.base_name.startswith("checkpoint_"))
+            if ckpts:  # the newest: its best_model holds the trial's best weights
+                (best.dir / ckpts[-1]).mkdir(parents=True, exist_ok=True)
+                pafs.copy_files(f"{root}/{best.dir.name}/{ckpts[-1]}", str(best.dir / ckpts[-1]),
+                                source_filesystem=fs, destination_filesystem=local_fs)
         yield local
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
