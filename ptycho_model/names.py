@@ -59,3 +59,7 @@ MODE = "min"
 
 # A finite stand-in for a non-finite loss: Optuna refuses NaN and would keep the trial RUNNING.
 DIVERGED_SENTINEL = 1.0e3
+
+# Beside a trial checkpoint's state: the trainer's per-epoch metrics up to it, as JSON, so that
+# epochs a killed driver never wrote to result.json can be recovered without loading the weights.
+HISTORY_FILE = "history.json"

@@ -14,7 +14,7 @@ from PIL import Image
 from ptycho_model.config import RunConfig
 from ptycho_model.evaluate import to_input
 from ptycho_model.generators import build_generator
-from tune_ptycho.analysis import FIGURES, analyze, best_trial, export_best
+from tune_ptycho.analysis import FIGURES, analyze, best_trial, export_best, load_experiment
 from tune_ptycho.analysis.best import best_epoch, best_weights
 from tune_ptycho.cli import main
 from tune_ptycho.datasets import get_datasets
@@ -156,6 +156,8 @@ def test_analyze_tolerates_an_empty_result_json(tiny_experiment, tmp_path):
     exp = _copy(tiny_experiment, tmp_path)
     victim = sorted(exp.glob("trial_*"))[0]
     (victim / "result.json").write_text("")
+    for h in victim.glob("checkpoint_*/history.json"):  # else its epochs come back from there
+        h.unlink()
     report = analyze(str(exp))
     _check_files(report)
     df = pd.read_csv(report / "trials.csv", dtype={"trial_id": str})
@@ -168,10 +170,33 @@ def test_analyze_tolerates_an_empty_result_json(tiny_experiment, tmp_path):
     assert best_trial(str(exp))[0] != victim.name.removeprefix("trial_")
 
 
+def test_epochs_missing_from_result_json_come_back_from_the_newest_checkpoint(
+        tiny_experiment, tmp_path):
+    """A driver killed with SIGKILL can leave result.json behind the checkpoints (Ray copies it
+    every few seconds): the trainer's history.json beside each checkpoint fills the gap."""
+    exp = _copy(tiny_experiment, tmp_path)
+    before = {t.trial_id: t.rows for t in load_experiment(exp).trials}
+    victim = max(exp.glob("trial_*"), key=lambda d: len(before[d.name.removeprefix("trial_")]))
+    lines = [x for x in (victim / "result.json").read_text().splitlines() if x.strip()]
+    assert len(lines) >= 3
+    (victim / "result.json").write_text(lines[-1] + "\n")  # only the last epoch survived
+    after = {t.trial_id: t.rows for t in load_experiment(exp).trials}
+    tid = victim.name.removeprefix("trial_")
+    assert [r["epoch"] for r in after[tid]] == [r["epoch"] for r in before[tid]]
+    for old, new in zip(before[tid][:-1], after[tid][:-1], strict=True):
+        assert new["restored_from_checkpoint"] is True
+        assert new["val_loss"] == pytest.approx(old["val_loss"])  # the trainer's own metrics
+    assert "restored_from_checkpoint" not in after[tid][-1]
+    for other in set(before) - {tid}:  # complete trials are left as they were
+        assert after[other] == before[other]
+
+
 def test_analyze_with_no_results_at_all(tiny_experiment, tmp_path, capsys):
     exp = _copy(tiny_experiment, tmp_path)
     for d in exp.glob("trial_*"):
         (d / "result.json").write_text("{not json\n")
+        for h in d.glob("checkpoint_*/history.json"):
+            h.unlink()
     report = analyze(str(exp))
     _check_files(report)
     text = (report / "report.md").read_text()

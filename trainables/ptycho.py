@@ -11,6 +11,7 @@ Ray 2.60 ``ray.train.report`` inside a Tune function fails the trial.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
@@ -77,4 +78,5 @@ def train_ptycho(config: dict[str, Any], *, base: dict[str, Any], data: Datasets
             continue
         with tempfile.TemporaryDirectory() as d:
             trainer.save(Path(d) / STATE_FILE)
+            (Path(d) / names.HISTORY_FILE).write_text(json.dumps(trainer.history, default=float))
             tune.report(row, checkpoint=tune.Checkpoint.from_directory(d))

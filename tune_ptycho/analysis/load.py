@@ -129,6 +129,27 @@ def _dedupe_epochs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                                              r.get("training_iteration"))))
 
 
+def _backfill(rows: list[dict[str, Any]], d: Path) -> list[dict[str, Any]]:
+    """Add the epochs missing from result.json that the trial's newest checkpoint recorded.
+
+    Ray copies result.json to storage every few seconds, apart from the checkpoints; a driver
+    killed with SIGKILL can leave a resumed trial's file without the rows since the last copy,
+    while its checkpoint (the trainer's ``history.json``) has them. Such rows carry
+    ``restored_from_checkpoint: True`` and only the trainer's metrics.
+    """
+    found = sorted(d.glob(f"checkpoint_*/{names.HISTORY_FILE}"))
+    if not found:
+        return rows
+    try:
+        history = json.loads(found[-1].read_text())
+    except (OSError, ValueError):
+        return rows
+    have = {r.get(names.EPOCH) for r in rows}
+    extra = [{**h, "restored_from_checkpoint": True} for h in history
+             if isinstance(h, dict) and h.get(names.EPOCH) not in have]
+    return _dedupe_epochs(rows + extra) if extra else rows
+
+
 def _trial_states(root: Path) -> dict[str, dict[str, Any]]:
     """trial_id -> {status, logdir, start_time} from the newest readable experiment_state-*.json.
 
@@ -200,7 +221,7 @@ def _lenient_info(root: Path) -> ExperimentInfo:
 
 def _read_trial(d: Path, states: dict[str, dict[str, Any]]) -> TrialRecord:
     """One trial directory: its de-duplicated results, params, error and Tune status."""
-    rows = _dedupe_epochs(_read_json_lines(d / "result.json"))
+    rows = _backfill(_dedupe_epochs(_read_json_lines(d / "result.json")), d)
     tid = next((str(r["trial_id"]) for r in rows if r.get("trial_id")), None)
     if tid is None:
         tid = next((k for k, s in states.items() if s.get("logdir") == d.name), None)

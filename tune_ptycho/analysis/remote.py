@@ -1,7 +1,7 @@
 """A remote (``s3://``, ``gs://``) experiment, fetched for analysis on this machine.
 
 Everything but the checkpoints is copied (results, params, Tune's state, ``spec.json``, the study
-metadata), then one checkpoint: the best trial's newest, whose ``best_model`` holds its best
+metadata, each checkpoint's small ``history.json``), then one checkpoint: the best trial's newest, whose ``best_model`` holds its best
 weights. A stage_a study's checkpoints run to tens of GB (~1 GB each); the report and
 ``best --export`` need one.
 """
@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from ptycho_model import names
 
 from ..experiment import SPEC_FILE
 from .best import _best_record
@@ -38,7 +40,8 @@ def local_copy(uri: str) -> Iterator[Path]:
     try:
         for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
             rel = info.path[len(root) + 1:]
-            if info.type != pafs.FileType.File or _is_checkpoint_part(rel):
+            if info.type != pafs.FileType.File or (
+                    _is_checkpoint_part(rel) and not rel.endswith("/" + names.HISTORY_FILE)):
                 continue
             (local / rel).parent.mkdir(parents=True, exist_ok=True)
             pafs.copy_files(info.path, str(local / rel), source_filesystem=fs,
