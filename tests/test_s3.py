@@ -95,12 +95,16 @@ def test_an_s3_experiment_survives_a_killed_driver_and_is_analysed_from_the_buck
              "--study-storage", f"journal://{study}", "--set", "train/eval_every=0",
              "--set", "faults/allowed=true", "--set", "faults/sleep_s=0.7"], env)
 
-    def synced_epochs() -> int:  # result.json reaches the bucket with the state snapshot
-        logs = [f for f in _files(fs, KEY) if f.endswith("/result.json")]
-        return max((len(_rows(fs, f"{KEY}/{f}")) for f in logs), default=0)
 
-    try:  # kill once the bucket's snapshot of Tune's state knows a checkpoint
-        wait_for(lambda: synced_epochs() >= 2, 180, p, "two epochs of a trial in the bucket")
+    def snapshot_knows_a_checkpoint() -> bool:  # Tune's state in the bucket, not just the files
+        states = sorted(f for f in _files(fs, KEY) if f.startswith("experiment_state-"))
+        if not states:
+            return False
+        with fs.open_input_stream(f"{KEY}/{states[-1]}") as f:
+            return "checkpoint_0" in f.read().decode()
+
+    try:  # kill once the bucket's snapshot of Tune's state has registered a checkpoint
+        wait_for(snapshot_knows_a_checkpoint, 180, p, "a checkpoint in the bucket's Tune state")
     finally:
         kill_session(p.pid)
     p.wait()
