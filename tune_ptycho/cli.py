@@ -173,13 +173,12 @@ def _print_best(path: Path, shown_as: str | None, export: str | None) -> int:
     from ptycho_model.config import flatten
 
     from .analysis import best_trial, export_best
+    from .analysis.best import shown_path
 
     trial_id, trial_dir, ckpt, m = best_trial(path)
 
     def shown(p: Path | None) -> str | None:
-        if p is None or shown_as is None:
-            return None if p is None else str(p)
-        return f"{shown_as.rstrip('/')}/{p.relative_to(path).as_posix()}"
+        return shown_path(p, path, shown_as) if shown_as else (None if p is None else str(p))
 
     print(f"best trial: {trial_id}")
     print(f"  trial dir: {shown(trial_dir)}")

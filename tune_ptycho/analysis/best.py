@@ -2,7 +2,8 @@
 
 Holds the best trial (lowest final objective, ties by best_val_loss: ``experiment.rank_key``),
 the choice of its checkpoint (the newest kept one: every checkpoint stores the trial's best
-weights so far as ``best_model``), loading those weights, writing them as a plain state dict, and the test split to show it on. torch is imported where used.
+weights so far as ``best_model``), loading those weights, writing them as a plain state dict,
+and the test split to show it on. torch is imported where used.
 Leaves out reading the experiment (``load``) and drawing the reconstruction (``plots``).
 """
 
@@ -28,6 +29,12 @@ def best_checkpoint_dir(t: TrialRecord) -> Path | None:
         return None
     ckpts = sorted(p.parent for p in t.dir.glob(f"checkpoint_*/{STATE_FILE}"))  # zero-padded
     return ckpts[-1] if ckpts else None
+
+
+def shown_path(p: Path | None, root: Path, where: str) -> str | None:
+    """``p`` (inside the experiment at ``root``) as the user knows it: under ``where``, a remote
+    experiment's URI when ``root`` is its temporary local copy."""
+    return None if p is None else f"{where.rstrip('/')}/{p.relative_to(root).as_posix()}"
 
 
 def best_weights(state: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from ptycho_model import names
 
 from ..spec import is_remote
-from .best import best_checkpoint_dir
+from .best import best_checkpoint_dir, shown_path
 from .load import ERROR, FINISHED, OUTCOME_LABELS, finite, load_experiment
 from .markdown import (
     collapse_tables, counts_line, fmt, importance_lines, md_table, node_table, spec_lines,
@@ -98,7 +98,7 @@ def build_report(path: str | Path, out: str | Path | None = None,
                   f"objective {fmt(finite(best.last.get(names.OBJECTIVE)))}, best_val_loss "
                   f"{fmt(finite(best.last.get(names.BEST_VAL_LOSS)))} at epoch "
                   f"{fmt(best.last.get(names.BEST_EPOCH))}; its best weights are the "
-                  f"`best_model` of `{_shown(best_checkpoint_dir(best), exp.path, where) or 'none left'}"
+                  f"`best_model` of `{shown_path(best_checkpoint_dir(best), exp.path, where) or 'none left'}"
                   f"/state.pt`. Export them with `tune-ptycho best {where} --export best.pt`.", ""]
         lines += ["## Best trials (lowest final objective, ties by best_val_loss)", ""]
         top = df[df["rank"].notna()].head(5)
@@ -165,10 +165,6 @@ def build_report(path: str | Path, out: str | Path | None = None,
         summary += "\nno trial reported a result"
     return Report(dir=report_dir, trials=df, best_trial_id=best.trial_id if best else None,
                   summary=summary, notes=notes)
-
-
-def _shown(p: Path | None, root: Path, where: str) -> str | None:
-    return None if p is None else f"{where}/{p.relative_to(root).as_posix()}"
 
 
 def analyze(path: str, out: str | None = None) -> Path:
