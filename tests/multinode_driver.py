@@ -65,13 +65,14 @@ def rows(trial_dir: Path) -> list[dict]:
 
 def kill_node_of_a_checkpointed_trial(cluster, workers, exp: Path, max_epochs: int,
                                       found: dict, stop: threading.Event) -> None:
-    """Once a trial has a checkpoint and is still running, kill the worker node it runs on
-    (SIGKILL, no graceful drain): a node lost mid-experiment."""
+    """Once a trial has two checkpoints and is still running, kill the worker node it runs on
+    (SIGKILL, no graceful drain): a node lost mid-experiment. Two, because the newest may be
+    in storage before Tune has registered it; the one before it surely is."""
     by_id = {w.node_id: w for w in workers}
     while not stop.is_set():
         for d in sorted(exp.glob("trial_*")):
             r = rows(d)
-            if r and list(d.glob("checkpoint_*")) and r[-1]["epoch"] < max_epochs \
+            if r and len(list(d.glob("checkpoint_*"))) >= 2 and r[-1]["epoch"] < max_epochs \
                     and r[-1]["node_id"] in by_id:
                 victim = r[-1]["node_id"]
                 found["removed_node"] = victim

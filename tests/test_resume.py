@@ -17,6 +17,7 @@ from tune_ptycho.study import load_study
 
 from conftest import short_tmp
 from procs import cli, kill_session, wait_for
+from rows import worker_runs
 
 N_TRIALS = 5
 RUN = ["run", "--preset", "tiny", "--space", "stage_a", "--num-samples", str(N_TRIALS),
@@ -75,8 +76,7 @@ def test_sigkill_twice_then_resume_accounts_for_every_trial(tmp_path):
         # Each worker that ran the trial went on from the epoch its checkpoint held. (Tune's
         # state snapshot may lag result.json by an epoch, so a resumed worker can re-report the
         # epoch after its checkpoint: analysis keeps the newest row of each epoch.)
-        runs = [[r for r in rows if r["pid"] == pid] for pid in dict.fromkeys(r["pid"] for r in rows)]
-        for run in runs:
+        for run in worker_runs(rows):
             epochs = [r[names.EPOCH] for r in run]
             assert epochs[0] == run[0]["resumed_from_epoch"] + 1, (trial_id, epochs)
             assert epochs == list(range(epochs[0], epochs[0] + len(epochs))), (trial_id, epochs)
