@@ -63,9 +63,10 @@ def read_text(uri: str) -> str:
     return read_bytes(uri).decode()
 
 
-def newest_file(uri: str, prefix: str, suffix: str) -> str | None:
-    """The newest ``prefix*suffix`` file directly in ``uri`` (Tune stamps such snapshots with
-    their time, so the newest sorts last), or None."""
+def newest_entry(uri: str, prefix: str, suffix: str = "") -> str | None:
+    """The URI of the newest ``prefix*suffix`` entry directly in ``uri`` (Tune stamps its
+    snapshots with their time and numbers checkpoints with zero padding, so the newest sorts
+    last), or None."""
     fs, path = _fs(uri)
     try:
         infos = fs.get_file_info(pafs.FileSelector(path))
@@ -140,7 +141,7 @@ def saved_trial_statuses(uri: str) -> dict[str, str]:
     """Trial id -> status in Tune's latest saved experiment state. After an interrupt (Ctrl+C, or
     the storage guard) the in-memory ResultGrid calls every trial terminated; the saved state
     keeps them RUNNING, which is what ``Tuner.restore`` resumes."""
-    snap = newest_file(uri, "experiment_state-", ".json")
+    snap = newest_entry(uri, "experiment_state-", ".json")
     if snap is None:
         return {}
     data = json.loads(read_text(snap))

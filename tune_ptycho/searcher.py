@@ -24,7 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ptycho_model import names
 
-from .experiment import newest_file, read_bytes
+from .experiment import newest_entry, read_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ResumableOptunaSearch(OptunaSearch):
 
 def _known_numbers(experiment_uri: str) -> set[int] | None:
     """Study trial numbers the latest searcher snapshot maps to Tune trials."""
-    snap = newest_file(experiment_uri, "searcher-state-", ".pkl")
+    snap = newest_entry(experiment_uri, "searcher-state-", ".pkl")
     if snap is None:
         return None
     state: dict[str, Any] = pickle.loads(read_bytes(snap))

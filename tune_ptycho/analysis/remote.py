@@ -1,8 +1,8 @@
 """A remote (``s3://``, ``gs://``) experiment, fetched for analysis on this machine.
 
 Everything but the checkpoints is copied (results, params, Tune's state, ``spec.json``, the study
-metadata, each checkpoint's small ``history.json``), then one checkpoint: the best trial's newest, whose ``best_model`` holds its best
-weights. A stage_a study's checkpoints run to tens of GB (~1 GB each); the report and
+metadata, each checkpoint's small ``history.json``), then one checkpoint: the best trial's
+newest, whose ``best_model`` holds its best weights. A stage_a study's checkpoints run to tens of GB (~1 GB each); the report and
 ``best --export`` need one.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from ptycho_model import names
 
-from ..experiment import SPEC_FILE
-from .best import _best_record
-from .load import NoResults, NotAnExperiment, load_experiment
+from ..experiment import SPEC_FILE, newest_entry
+from .best import best_trial
+from .load import NoResults, NotAnExperiment
 
 
 def _is_checkpoint_part(rel: str) -> bool:
@@ -47,18 +47,16 @@ def local_copy(uri: str) -> Iterator[Path]:
             pafs.copy_files(info.path, str(local / rel), source_filesystem=fs,
                             destination_filesystem=local_fs)
         try:
-            best = _best_record(load_experiment(local, with_study=False))
+            trial_dir = best_trial(local)[1]
         except NoResults:
-            best = None
-        if best is not None and best.dir is not None:
-            ckpts = sorted(i.base_name for i in
-                           fs.get_file_info(pafs.FileSelector(f"{root}/{best.dir.name}"))
-                           if i.type == pafs.FileType.Directory
-                           and i.base_name.startswith("checkpoint_"))
-            if ckpts:  # the newest: its best_model holds the trial's best weights
-                (best.dir / ckpts[-1]).mkdir(parents=True, exist_ok=True)
-                pafs.copy_files(f"{root}/{best.dir.name}/{ckpts[-1]}", str(best.dir / ckpts[-1]),
-                                source_filesystem=fs, destination_filesystem=local_fs)
+            trial_dir = None
+        newest = (newest_entry(f"{uri.rstrip('/')}/{trial_dir.name}", "checkpoint_")
+                  if trial_dir is not None else None)
+        if newest is not None:  # its best_model holds the trial's best weights
+            name = newest.rsplit("/", 1)[-1]
+            (trial_dir / name).mkdir(parents=True, exist_ok=True)
+            pafs.copy_files(f"{root}/{trial_dir.name}/{name}", str(trial_dir / name),
+                            source_filesystem=fs, destination_filesystem=local_fs)
         yield local
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
