@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import os
 import platform
@@ -170,7 +169,7 @@ class LocalRay:
     def warm_dataset(self, preset: str, updates: dict | None = None) -> None:
         """Simulate the preset's dataset into the private cache, outside any timing."""
         from ptycho_model.presets import preset_config
-        from tune_ptycho.datasets import get_datasets
+        from tune_ptycho.storage.dataset_cache import get_datasets
 
         with contextlib.redirect_stdout(io.StringIO()):
             get_datasets(preset_config(preset, updates).data, self.cache)
@@ -202,31 +201,14 @@ class LocalRay:
 
 
 # ------------------------------------------------------------------ experiment results
-def read_result_rows(path: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue  # a half-written last line
-    by_epoch: dict[int, dict[str, Any]] = {}
-    for r in rows:  # a resumed trial may report an epoch twice: keep the last
-        if "epoch" in r:
-            by_epoch[int(r["epoch"])] = r
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
 def read_trials(exp_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """trial id -> its per-epoch result rows (sorted by epoch)."""
+    from tune_ptycho.storage.experiment import newest_per_epoch, result_rows
+
     out = {}
     for d in sorted(Path(exp_dir).glob("trial_*")):
         if d.is_dir():
-            out[d.name.removeprefix("trial_")] = read_result_rows(d / "result.json")
+            out[d.name.removeprefix("trial_")] = newest_per_epoch(result_rows(d))
     return out
 
 

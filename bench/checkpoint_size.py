@@ -23,11 +23,12 @@ from pathlib import Path
 
 from _common import banner, table
 
-UPSTREAM_EPOCH_S = 35.0  # stage_a on one RTX 3090 (reference/PTYCHO_PHYSICS.md)
+UPSTREAM_EPOCH_S = 35.0  # stage_a on one RTX 3090 (docs/physics.md §7)
 
 
 def measure(preset: str, repeats: int) -> list:
 
+    from ptycho_model import names
     from ptycho_model.data import simulate
     from ptycho_model.presets import preset_config
     from ptycho_model.train import Trainer
@@ -46,16 +47,16 @@ def measure(preset: str, repeats: int) -> list:
         d = Path(tempfile.mkdtemp(prefix="tp-ckpt-"))
         try:
             t0 = time.perf_counter()
-            trainer.save(d / "state.pt")
-            with open(d / "state.pt", "rb") as f:
+            trainer.save(d / names.STATE_FILE)
+            with open(d / names.STATE_FILE, "rb") as f:
                 os.fsync(f.fileno())
             saves.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             shutil.copytree(d, d.with_name(d.name + "-persisted"))
-            with open(d.with_name(d.name + "-persisted") / "state.pt", "rb") as f:
+            with open(d.with_name(d.name + "-persisted") / names.STATE_FILE, "rb") as f:
                 os.fsync(f.fileno())
             copies.append(time.perf_counter() - t0)
-            size = (d / "state.pt").stat().st_size
+            size = (d / names.STATE_FILE).stat().st_size
         finally:
             shutil.rmtree(d, ignore_errors=True)
             shutil.rmtree(d.with_name(d.name + "-persisted"), ignore_errors=True)

@@ -72,7 +72,7 @@ def run_fit(preset: str, epochs: int, params: dict, cache) -> list[dict]:
     from ptycho_model.config import flatten
     from ptycho_model.presets import preset_config
     from ptycho_model.train import fit
-    from tune_ptycho.datasets import get_datasets
+    from tune_ptycho.storage.dataset_cache import get_datasets
 
     torch.set_num_threads(1)
     cfg = preset_config(preset, {"train/max_epochs": epochs, **flatten(params)})

@@ -134,7 +134,7 @@ def main() -> None:
     cache = root / "cache"
     try:
         from ptycho_model.presets import preset_config
-        from tune_ptycho.datasets import get_datasets
+        from tune_ptycho.storage.dataset_cache import get_datasets
 
         get_datasets(preset_config("tiny").data, cache, log=lambda s: None)
         subprocess.run([sys.executable, "-c", "import tune_ptycho.cli, ray, torch"],

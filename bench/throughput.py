@@ -132,7 +132,7 @@ def main() -> None:
     args = parse()
     import torch
 
-    from ptycho_model.train import resolve_device
+    from ptycho_model.device import resolve_device
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

@@ -18,12 +18,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .errors import lookup
 from .spectral import SpectralConv2d
 
 __all__ = ["STABLE_VARIANTS", "DecoderStage", "LayerScale", "PtychoBlock", "SpatialLifter",
            "StablePtychoBlock"]
 
-STABLE_VARIANTS = ("zero_gamma", "layerscale")
+# The ``model/stable_block`` names: how a StablePtychoBlock gates its residual update.
+STABLE_VARIANTS: dict[str, str] = {
+    "zero_gamma": "v1: InstanceNorm weight initialised to 0, so the block starts as the identity",
+    "layerscale": "v2: InstanceNorm weight 1, the update scaled by a per-channel LayerScale gamma",
+}
 
 
 def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -92,9 +97,7 @@ class StablePtychoBlock(PtychoBlock):
 
     def __init__(self, channels: int, modes: int, corners: int = 2, variant: str = "layerscale",
                  layerscale_init: float = 1e-3) -> None:
-        if variant not in STABLE_VARIANTS:
-            raise ValueError(f"unknown stable block variant {variant!r}; "
-                             f"choose from {sorted(STABLE_VARIANTS)}")
+        lookup(STABLE_VARIANTS, variant, "model/stable_block")
         super().__init__(channels, modes, corners)
         self.variant = variant
         self.norm = nn.InstanceNorm2d(channels, affine=True, eps=1e-5)

@@ -10,26 +10,43 @@ structure and its validation.
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import importlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
 
 import yaml
 
-ARCHS = ("hybrid", "stable_hybrid")
-STABLE_BLOCKS = ("zero_gamma", "layerscale")
-OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
-SCHEDULER_NAMES = ("constant", "warmup_cosine", "exponential", "plateau")
-CLIP_ALGORITHMS = ("none", "norm", "value", "agc", "agc_unitwise")
-LOSSES = ("mae", "poisson")
-PRECISIONS = ("fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
-BUILTIN_PROBES = ("ideal_disk", "asymmetric")
+from .errors import ConfigError, closest, lookup
+
+# Each choice-valued path accepts the names of the registry that builds it: the registries are
+# the one home of those names (config validation, the CLI, ``tune-ptycho paths`` and the search
+# spaces read them through :func:`choices`; none is spelled twice). A registry's module is
+# imported when first asked, so that reading a config or a search space does not import torch.
+# (``data/probe`` also takes an NPZ path; ``ptycho_model.probes.PROBES`` holds its built-ins.)
+REGISTRIES: dict[str, tuple[str, str]] = {  # config path -> (module, registry)
+    "model/arch": ("ptycho_model.generators", "GENERATORS"),
+    "model/stable_block": ("ptycho_model.blocks", "STABLE_VARIANTS"),
+    "optim/name": ("ptycho_model.optim", "OPTIMIZERS"),
+    "sched/name": ("ptycho_model.optim", "SCHEDULERS"),
+    "clip/algorithm": ("ptycho_model.optim", "CLIPPERS"),
+    "train/loss": ("ptycho_model.losses", "LOSSES"),
+    "train/device": ("ptycho_model.device", "DEVICES"),
+    "train/precision": ("ptycho_model.device", "PRECISIONS"),
+}
 
 
-class ConfigError(ValueError):
-    """A configuration value or key that is not allowed; the message names the path."""
+def registry(path: str) -> Mapping[str, Any]:
+    """The registry whose names the choice-valued config ``path`` accepts."""
+    module, name = REGISTRIES[path]
+    return getattr(importlib.import_module(module), name)
+
+
+def choices(path: str) -> tuple[str, ...]:
+    """The names ``path`` accepts, in the registry's order: ``choices("optim/name")``."""
+    return tuple(registry(path))
+
 
 
 @dataclass(frozen=True)
@@ -226,11 +243,6 @@ def known_paths(cls: type = RunConfig, prefix: str = "") -> list[str]:
     return paths
 
 
-def closest(name: str, options: list[str] | tuple[str, ...]) -> str:
-    m = difflib.get_close_matches(name, list(options), n=3, cutoff=0.5)
-    return f" (did you mean {', '.join(repr(x) for x in m)}?)" if m else ""
-
-
 def _coerce(value: Any, hint: Any, path: str) -> Any:
     args = getattr(hint, "__args__", ())
     if type(None) in args:  # Optional[...]
@@ -295,9 +307,8 @@ def build_dataclass(cls: type, d: Any, path: str) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def _choice(path: str, value: str, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise ConfigError(f"unknown {path}={value!r}{closest(value, options)}; choose from {list(options)}")
+def _choice(path: str, value: str) -> None:
+    lookup(registry(path), value, path)
 
 
 def _positive(path: str, value: float) -> None:
@@ -335,8 +346,8 @@ def _check_physics(c: PhysicsConfig) -> None:
 
 
 def _check_model(c: ModelConfig) -> None:
-    _choice("model/arch", c.arch, ARCHS)
-    _choice("model/stable_block", c.stable_block, STABLE_BLOCKS)
+    _choice("model/arch", c.arch)
+    _choice("model/stable_block", c.stable_block)
     _at_least("model/width", c.width, 1)
     _at_least("model/blocks", c.blocks, 1)
     _at_least("model/modes", c.modes, 1)
@@ -348,7 +359,7 @@ def _check_model(c: ModelConfig) -> None:
 
 
 def _check_optim(c: OptimConfig) -> None:
-    _choice("optim/name", c.name, OPTIMIZER_NAMES)
+    _choice("optim/name", c.name)
     _positive("optim/lr", c.lr)
     _at_least("optim/weight_decay", c.weight_decay, 0.0)
     if not 0 <= c.momentum < 1:
@@ -360,7 +371,7 @@ def _check_optim(c: OptimConfig) -> None:
 
 
 def _check_sched(c: SchedConfig) -> None:
-    _choice("sched/name", c.name, SCHEDULER_NAMES)
+    _choice("sched/name", c.name)
     _at_least("sched/warmup_epochs", c.warmup_epochs, 0)
     if not 0 < c.min_ratio <= 1:
         raise ConfigError(f"sched/min_ratio={c.min_ratio} must be in (0, 1]")
@@ -369,7 +380,7 @@ def _check_sched(c: SchedConfig) -> None:
 
 
 def _check_clip(c: ClipConfig) -> None:
-    _choice("clip/algorithm", c.algorithm, CLIP_ALGORITHMS)
+    _choice("clip/algorithm", c.algorithm)
     _positive("clip/threshold", c.threshold)
 
 
@@ -378,9 +389,9 @@ def _check_train(c: TrainConfig) -> None:
     _at_least("train/batch_size", c.batch_size, 1)
     _at_least("train/eval_every", c.eval_every, 0)
     _at_least("train/val_subset", c.val_subset, 1)
-    _choice("train/loss", c.loss, LOSSES)
-    _choice("train/device", c.device, DEVICES)
-    _choice("train/precision", c.precision, PRECISIONS)
+    _choice("train/loss", c.loss)
+    _choice("train/device", c.device)
+    _choice("train/precision", c.precision)
 
 
 def _check_collapse(c: CollapseConfig) -> None:

@@ -1,9 +1,10 @@
 """The grid_lines datasets: the :class:`Split` record (one upstream NPZ), simulation, cache key.
 
-Holds :func:`simulate` (PTYCHO_PHYSICS.md §1.2-§1.4: lines objects -> VALID patches -> probe ->
-far-field amplitude -> Poisson noise), the :class:`Split` / :class:`Datasets` records and
-:func:`data_fingerprint`. File I/O lives in :mod:`ptycho_model.npz_io` and geometry / stitching in
-:mod:`ptycho_model.stitching`; both are re-exported here. Gridsize 1 only.
+Holds :func:`simulate` (docs/physics.md §1.2-§1.4: lines objects -> VALID patches -> probe ->
+far-field amplitude -> Poisson noise) and :func:`data_fingerprint`. The :class:`Split` /
+:class:`Datasets` records live in :mod:`ptycho_model.splits` (a leaf that every data module
+imports), file I/O in :mod:`ptycho_model.npz_io` and geometry / stitching in
+:mod:`ptycho_model.stitching`; the records and the geometry are re-exported here. Gridsize 1 only.
 
 Simulation uses :func:`ptycho_model.physics.predicted_amplitude` — the very function the PINN loss
 uses — on CPU in complex64, so simulation and training share one FFT convention.
@@ -16,7 +17,6 @@ import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from ptycho_model.config import ConfigError, DataConfig, build_dataclass
 from ptycho_model.objects import make_objects
 from ptycho_model.physics import CONSTANTS, intensity_scale, predicted_amplitude
 from ptycho_model.probes import PROBES, make_probe, simulation_probe, smooth_probe
+from ptycho_model.splits import SPLIT_NAMES, DataError, Datasets, Split
 from ptycho_model.stitching import (
     clip_ground_truth,
     ground_truth_image,
@@ -40,15 +41,12 @@ from ptycho_model.stitching import (
 
 # Bump when a change alters simulated bytes for an unchanged DataConfig (invalidates caches).
 CODE_VERSION = "grid_lines-sim-1"
-SPLIT_NAMES = ("train", "test", "val")
-STREAMS = {"train": 0, "test": 1, "val": 2}  # object and noise stream per split
+STREAMS = {name: i for i, name in enumerate(SPLIT_NAMES)}  # object and noise stream per split
 _CHUNK = 1024  # patches per FFT / Poisson batch (bounds peak memory); part of the noise stream
 _WORKERS = min(
     4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 )
 
-# Also importable from here (lazily, see __getattr__): save_split, load_split, save_datasets,
-# load_datasets from ptycho_model.npz_io.
 __all__ = [
     "CODE_VERSION",
     "DataError",
@@ -66,87 +64,6 @@ __all__ = [
     "stitched_size",
     "test_image0_patches",
 ]
-
-
-class DataError(ValueError):
-    """A dataset that cannot be used; the message names the file and the key at fault."""
-
-
-@dataclass(eq=False)
-class Split:
-    """One split, exactly the contents of an upstream grid_lines NPZ (§2); gridsize 1 (C = 1).
-
-    Attributes:
-        diffraction: ``(n, N, N, 1)`` float32, normalised measured amplitude ``X`` (§1.4).
-        Y_I: ``(n, N, N, 1)`` float32, illuminated amplitude label ``Y_I * |P_sim|``.
-        Y_phi: ``(n, N, N, 1)`` float32, object phase patch (probe phase not included).
-        coords_nominal, coords_true: ``(n, 1, 2, 1)`` float32, relative offsets (0 at gridsize 1).
-        YY_full: ``(nimgs, size, size, 1)`` complex64, full objects ``A exp(i phi)`` (raw scale).
-        probeGuess: ``(N, N)`` complex64, the transformed probe (before ``set_probe``).
-        probe_simulated: ``(N, N)`` complex64, ``P_sim``, the probe the simulation used.
-        metadata: the ``_metadata`` JSON (schema 1.0.0); ``additional_parameters`` holds at least
-            ``split``, ``stride`` and ``n_side``.
-        YY_ground_truth: test split only, ``(H', W', 1)`` complex64, clipped ground truth, image 0.
-        norm_Y_I: test split only, the split's amplitude norm (stitched patches x norm = object).
-    """
-
-    diffraction: np.ndarray
-    Y_I: np.ndarray
-    Y_phi: np.ndarray
-    coords_nominal: np.ndarray
-    coords_true: np.ndarray
-    YY_full: np.ndarray
-    probeGuess: np.ndarray
-    probe_simulated: np.ndarray
-    metadata: dict[str, Any]
-    YY_ground_truth: np.ndarray | None = None
-    norm_Y_I: float | None = None
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """``metadata["additional_parameters"]``."""
-        return self.metadata.setdefault("additional_parameters", {})
-
-    @property
-    def name(self) -> str:
-        return str(self.params.get("split", "unknown"))
-
-    @property
-    def N(self) -> int:
-        return int(self.diffraction.shape[1])
-
-    @property
-    def n(self) -> int:
-        return int(self.diffraction.shape[0])
-
-    @property
-    def nimgs(self) -> int:
-        return int(self.YY_full.shape[0])
-
-    @property
-    def size(self) -> int:
-        return int(self.YY_full.shape[1])
-
-    @property
-    def stride(self) -> int:
-        return int(self.params["stride"])
-
-    @property
-    def n_side(self) -> int:
-        return int(self.params["n_side"])
-
-
-@dataclass(eq=False)
-class Datasets:
-    """The three splits; ``val is test`` when ``data/val_is_test`` (upstream parity)."""
-
-    train: Split
-    val: Split
-    test: Split
-
-    @property
-    def val_is_test(self) -> bool:
-        return self.val is self.test
 
 
 def extract_patches(images: np.ndarray, N: int, stride: int) -> np.ndarray:
@@ -340,15 +257,3 @@ def simulate(cfg: DataConfig) -> Datasets:
             "val", objects("val", cfg.n_val), cfg.stride_train, scale=scale, **common
         )
     return Datasets(train=train, val=val, test=test)
-
-
-_NPZ_IO_NAMES = ("save_split", "load_split", "save_datasets", "load_datasets")
-
-
-def __getattr__(name: str) -> Any:
-    # npz_io imports this module, so its functions are re-exported lazily to avoid a cycle.
-    if name in _NPZ_IO_NAMES:
-        from ptycho_model import npz_io
-
-        return getattr(npz_io, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from .blocks import STABLE_VARIANTS, DecoderStage, PtychoBlock, SpatialLifter, StablePtychoBlock
-from .config import ModelConfig
+from .blocks import DecoderStage, PtychoBlock, SpatialLifter, StablePtychoBlock
+from .errors import lookup
+
+if TYPE_CHECKING:  # config reads this module's registry: import it for types only
+    from .config import ModelConfig
 
 __all__ = ["GENERATORS", "BlockFactory", "HybridUNOGenerator", "StableHybridUNOGenerator",
            "build_generator", "channel_schedule", "check_size", "to_complex"]
@@ -152,9 +156,6 @@ class StableHybridUNOGenerator(HybridUNOGenerator):
                  n_blocks: int = 4, modes: int = 12, C: int = 1, corners: int = 2,
                  variant: str = "layerscale", layerscale_init: float = 1e-3,
                  max_hidden_channels: int | None = None, N: int | None = None) -> None:
-        if variant not in STABLE_VARIANTS:
-            raise ValueError(f"unknown stable block variant {variant!r}; "
-                             f"choose from {sorted(STABLE_VARIANTS)}")
         factory = functools.partial(StablePtychoBlock, variant=variant,
                                     layerscale_init=layerscale_init)
         super().__init__(in_channels, out_channels, hidden_channels, n_blocks, modes, C, corners,
@@ -172,15 +173,14 @@ def build_generator(cfg: ModelConfig, N: int, C: int = 1) -> nn.Module:
     """The generator named by ``cfg.arch`` for ``(B, C, N, N)`` inputs.
 
     ``cfg.stable_block`` and ``cfg.layerscale_init`` apply to ``stable_hybrid`` only.
-    Raises ``ValueError`` for an unknown arch or an ``N`` not divisible by ``2^(blocks-1)``.
+    Raises ``ConfigError`` for an unknown arch, ``ValueError`` or an ``N`` not divisible by ``2^(blocks-1)``.
     """
-    if cfg.arch not in GENERATORS:
-        raise ValueError(f"unknown generator {cfg.arch!r}; choose from {sorted(GENERATORS)}")
+    generator = lookup(GENERATORS, cfg.arch, "model/arch")
     kwargs = dict(hidden_channels=cfg.width, n_blocks=cfg.blocks, modes=cfg.modes, C=C,
                   corners=cfg.spectral_corners, max_hidden_channels=cfg.max_hidden_channels, N=N)
     if cfg.arch == "stable_hybrid":
         kwargs.update(variant=cfg.stable_block, layerscale_init=cfg.layerscale_init)
-    return GENERATORS[cfg.arch](**kwargs)
+    return generator(**kwargs)
 
 
 def to_complex(out: torch.Tensor) -> torch.Tensor:

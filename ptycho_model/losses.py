@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import torch
 
+from .errors import lookup
+
 _EPS = 1e-8
 _LOG_EPS = 1e-12
 
@@ -36,6 +38,4 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 
 
 def get_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose from {sorted(LOSSES)}")
-    return LOSSES[name]
+    return lookup(LOSSES, name, "train/loss")

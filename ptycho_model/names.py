@@ -1,7 +1,7 @@
-"""Metric names and modes, defined once and imported everywhere.
+"""Metric names and modes, and a checkpoint's file names: defined once, imported everywhere.
 
 Analysis, stoppers, schedulers, the Optuna objective and dashboards key on these flat names
-(DESIGN.md, "Per-epoch metrics"). ``epoch`` is 1-based and equals Tune's ``training_iteration``.
+(docs/design.md, "Per-epoch metrics"). ``epoch`` is 1-based and equals Tune's ``training_iteration``.
 """
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ MODE = "min"
 
 # A finite stand-in for a non-finite loss: Optuna refuses NaN and would keep the trial RUNNING.
 DIVERGED_SENTINEL = 1.0e3
+
+# A trial checkpoint's trainer state (weights, optimizer, best weights as ``best_model``,
+# collapse counters, RNG): written by the trainable, read by analysis, ``best`` and ``diagnose``.
+STATE_FILE = "state.pt"
 
 # Beside a trial checkpoint's state: the trainer's per-epoch metrics up to it, as JSON, so that
 # epochs a killed driver never wrote to result.json can be recovered without loading the weights.

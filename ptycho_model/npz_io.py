@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ptycho_model.data import SPLIT_NAMES, DataError, Datasets, Split
+from ptycho_model.splits import SPLIT_NAMES, DataError, Datasets, Split
 from ptycho_model.probes import ProbeError, simulation_probe
 from ptycho_model.stitching import n_side as count_side
 

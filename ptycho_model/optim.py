@@ -8,12 +8,16 @@ optimisation — PTYCHO_PHYSICS.md §5.4, Quirk D — which this module delibera
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from .config import ClipConfig, OptimConfig, SchedConfig
+from .errors import lookup
+
+if TYPE_CHECKING:  # config reads this module's registries: import it for types only
+    from .config import ClipConfig, OptimConfig, SchedConfig
 
 # ReduceLROnPlateau settings used upstream (PtychoPINN_Lightning): factor 0.5, patience 2, min 5e-5.
 PLATEAU_FACTOR = 0.5
@@ -44,9 +48,8 @@ OPTIMIZERS: dict[str, Callable[[Iterable[nn.Parameter], OptimConfig], torch.opti
 
 
 def build_optimizer(model: nn.Module, c: OptimConfig) -> torch.optim.Optimizer:
-    if c.name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {c.name!r}; choose from {sorted(OPTIMIZERS)}")
-    return OPTIMIZERS[c.name](model.parameters(), c)
+    build = lookup(OPTIMIZERS, c.name, "optim/name")
+    return build(model.parameters(), c)
 
 
 def _constant(opt: torch.optim.Optimizer, c: SchedConfig, epochs: int) -> lr_scheduler.LRScheduler:
@@ -83,9 +86,7 @@ SCHEDULERS: dict[str, Callable[..., object]] = {
 
 
 def build_scheduler(opt: torch.optim.Optimizer, c: SchedConfig, epochs: int):
-    if c.name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {c.name!r}; choose from {sorted(SCHEDULERS)}")
-    return SCHEDULERS[c.name](opt, c, epochs)
+    return lookup(SCHEDULERS, c.name, "sched/name")(opt, c, epochs)
 
 
 def step_scheduler(sched: object, val_loss: float) -> None:
@@ -178,8 +179,7 @@ CLIPPERS: dict[str, Callable[[list[nn.Parameter], float], None]] = {
 
 def clip_gradients(params: list[nn.Parameter], c: ClipConfig) -> float:
     """Clip in place by ``c.algorithm``; return the pre-clip global gradient norm."""
-    if c.algorithm not in CLIPPERS:
-        raise ValueError(f"unknown clip algorithm {c.algorithm!r}; choose from {sorted(CLIPPERS)}")
+    clip = lookup(CLIPPERS, c.algorithm, "clip/algorithm")
     norm = global_grad_norm(params)
-    CLIPPERS[c.algorithm](params, c.threshold)
+    clip(params, c.threshold)
     return norm

@@ -20,12 +20,13 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from skimage.restoration import unwrap_phase
 
+from ptycho_model.errors import InputError
 from ptycho_model.physics import CONSTANTS
 
 PROBE_KEY = "probeGuess"
 
 
-class ProbeError(ValueError):
+class ProbeError(InputError):
     """A probe that cannot be used; the message names the file / key / spec at fault."""
 
 

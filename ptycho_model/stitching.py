@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ptycho_model.data import Split
+    from ptycho_model.splits import Split
 
 
 def n_side(size: int, N: int, stride: int) -> int:

@@ -29,25 +29,15 @@ from torch import nn
 from . import collapse, names
 from .config import RunConfig
 from .data import Datasets
+from .device import autocast_dtype, resolve_device
 from .evaluate import evaluate_test_image, to_input
 from .generators import build_generator, to_complex
 from .losses import get_loss
 from .optim import build_optimizer, build_scheduler, clip_gradients, current_lr, step_scheduler
 from .physics import predicted_amplitude
 
-_AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 class InjectedCrash(RuntimeError):
     """Raised by the ``faults/crash_at_epoch`` test hook."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("train/device='cuda' but torch sees no CUDA device")
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def _finite(x: float) -> float:
@@ -72,7 +62,7 @@ class Trainer:
         self.cfg = cfg
         self.data = data
         self.device = torch.device(device) if device is not None else resolve_device(cfg.train.device)
-        self.autocast_dtype = _AUTOCAST[cfg.train.precision] if self.device.type == "cuda" else None
+        self.autocast_dtype = autocast_dtype(cfg.train.precision, self.device)
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed % 2**32)
         self.model = build_generator(cfg.model, N=cfg.data.N).to(self.device)

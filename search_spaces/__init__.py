@@ -1,7 +1,7 @@
 """Named Optuna define-by-run search spaces over the run config's paths, their seed points from the
-upstream study plans, and the sampler that searches them.
+upstream study plans (:mod:`search_spaces.arms`), and the sampler that searches them.
 
-Imports optuna and :mod:`ptycho_model.config` only (never ray or torch): the service passes a space
+Imports optuna and :mod:`ptycho_model` only (never ray): the service passes a space
 to Ray's ``OptunaSearch(space=...)`` with ``seed_points(name)`` as ``points_to_evaluate`` and
 ``make_sampler(seed)`` as the sampler.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .introspection import Branch, Space, branches, distributions, run_space, suggested_params
 from .sampler import make_sampler
-from .seeds import ARM_SOURCES, SEED_ARMS, project, projected_arms, seed_points
+from .arms import ARM_SOURCES, SEED_ARMS, project, projected_arms, seed_points
 from .spaces import (
     DESCRIPTIONS,
     MAX_WARMUP_EPOCHS,

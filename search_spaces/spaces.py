@@ -5,7 +5,7 @@ that only calls ``trial.suggest_*``, branching on categorical values, and return
 presets and the experiment spec own every value that is not searched. The parameter names are
 config paths (``optim/lr`` arrives in a Tune trial as ``config["optim"]["lr"]``).
 
-The spaces follow the upstream study plans (``/work/shared/seeds``):
+The spaces follow the upstream FNO stability study's plans (``seeds.py`` lists its arms):
 
 ``stage_a``
     ``model/arch`` x ``clip/algorithm`` (the Stage A shoot-out), with ``model/stable_block`` for
@@ -54,7 +54,7 @@ from collections.abc import Callable
 
 import optuna
 
-from ptycho_model.config import ARCHS, OPTIMIZER_NAMES, STABLE_BLOCKS
+from ptycho_model.config import choices
 
 __all__ = [
     "DESCRIPTIONS",
@@ -93,9 +93,9 @@ MAX_SEED = 2**31 - 1
 
 
 def _suggest_architecture(trial: optuna.Trial, *, with_layerscale_init: bool) -> None:
-    arch = trial.suggest_categorical("model/arch", ARCHS)
+    arch = trial.suggest_categorical("model/arch", choices("model/arch"))
     if arch == "stable_hybrid":
-        block = trial.suggest_categorical("model/stable_block", STABLE_BLOCKS)
+        block = trial.suggest_categorical("model/stable_block", choices("model/stable_block"))
         if with_layerscale_init and block == "layerscale":
             trial.suggest_float("model/layerscale_init", *_LAYERSCALE_INIT, log=True)
 
@@ -121,7 +121,7 @@ def _suggest_schedule(trial: optuna.Trial) -> None:
 
 
 def _suggest_optimizer(trial: optuna.Trial) -> None:
-    name = trial.suggest_categorical("optim/name", OPTIMIZER_NAMES)
+    name = trial.suggest_categorical("optim/name", choices("optim/name"))
     _suggest_lr(trial)
     if name == "sgd":
         trial.suggest_float("optim/momentum", *_MOMENTUM)
@@ -138,25 +138,29 @@ def _suggest_optimizer(trial: optuna.Trial) -> None:
 
 
 def stage_a(trial: optuna.Trial) -> None:
-    """Architecture (and stable block) x clipping algorithm, threshold per algorithm."""
+    """model/arch (stable_hybrid: zero_gamma | layerscale block) x clip/algorithm none | norm |
+    agc, threshold per algorithm (upstream Stage A)."""
     _suggest_architecture(trial, with_layerscale_init=False)
     _suggest_clip(trial, _STAGE_A_CLIPS)
 
 
 def lr_guard(trial: optuna.Trial) -> None:
-    """Learning rate, constant | warmup_cosine schedule, none | norm clipping."""
+    """optim/lr, constant | warmup_cosine (warmup epochs, min ratio), none | norm clip;
+    architecture from the preset (upstream LR + gradient-guard sweep)."""
     _suggest_lr(trial)
     _suggest_schedule(trial)
     _suggest_clip(trial, _LR_GUARD_CLIPS)
 
 
 def optimizer(trial: optuna.Trial) -> None:
-    """adam | adamw | sgd, learning rate and the chosen optimizer's own hyperparameters."""
+    """adam | adamw | sgd with optim/lr, momentum (sgd), weight decay (adamw, sgd), betas
+    (adam, adamw); schedule from the preset (upstream optimizer sweep)."""
     _suggest_optimizer(trial)
 
 
 def full(trial: optuna.Trial) -> None:
-    """Everything above, plus ``model/layerscale_init`` for stable_hybrid with LayerScale."""
+    """all of stage_a, lr_guard and optimizer, plus model/layerscale_init for stable_hybrid
+    with the layerscale block."""
     _suggest_architecture(trial, with_layerscale_init=True)
     _suggest_optimizer(trial)
     _suggest_schedule(trial)
@@ -164,8 +168,8 @@ def full(trial: optuna.Trial) -> None:
 
 
 def seeds(trial: optuna.Trial) -> None:
-    """Only ``train/seed``: repeat the preset's own arm to measure how often it collapses
-    (upstream's multi-seed crash-probability protocol)."""
+    """train/seed only: the preset's arm (plus --set overrides) repeated over seeds, to measure
+    how often it collapses (upstream's multi-seed crash-probability protocol)."""
     trial.suggest_int("train/seed", 0, MAX_SEED)
 
 
@@ -177,18 +181,9 @@ SPACES: dict[str, Callable[[optuna.Trial], None]] = {
     "full": full,
 }
 
-DESCRIPTIONS: dict[str, str] = {
-    "seeds": "train/seed only: the preset's arm (plus --set overrides) repeated over seeds, "
-    "to measure how often it collapses",
-    "stage_a": "model/arch (stable_hybrid: zero_gamma | layerscale block) x clip/algorithm "
-    "none | norm | agc, threshold per algorithm (upstream Stage A)",
-    "lr_guard": "optim/lr, constant | warmup_cosine (warmup epochs, min ratio), none | norm clip; "
-    "architecture from the preset (upstream LR + gradient-guard sweep)",
-    "optimizer": "adam | adamw | sgd with optim/lr, momentum (sgd), weight decay (adamw, sgd), "
-    "betas (adam, adamw); schedule from the preset (upstream optimizer sweep)",
-    "full": "all of stage_a, lr_guard and optimizer, plus model/layerscale_init for "
-    "stable_hybrid with the layerscale block",
-}
+# A space's description is its docstring: ``tune-ptycho spaces`` prints it.
+DESCRIPTIONS: dict[str, str] = {name: " ".join((fn.__doc__ or "").split())
+                                for name, fn in SPACES.items()}
 
 
 def get_space(name: str) -> Callable[[optuna.Trial], None]:

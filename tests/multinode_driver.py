@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from tune_ptycho.storage.experiment import result_rows
+
 WORKER = {"num_cpus": 4, "num_gpus": 2, "object_store_memory": 80 * 1024**2}
 # --max-concurrent 8, not 0: with a searcher, Tune keeps as many trials pending as the concurrency
 # limit (one without a limit), so on a busy host short trials would start one by one and barely
@@ -48,21 +50,6 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
     return code, err.getvalue()
 
 
-def rows(trial_dir: Path) -> list[dict]:
-    f = trial_dir / "result.json"
-    try:
-        text = f.read_text()
-    except OSError:
-        return []
-    out = []
-    for line in text.splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:  # a line being written
-            pass
-    return out
-
-
 def kill_node_of_a_checkpointed_trial(cluster, workers, exp: Path, max_epochs: int,
                                       found: dict, stop: threading.Event) -> None:
     """Once a trial has two checkpoints and is still running, kill the worker node it runs on
@@ -71,7 +58,7 @@ def kill_node_of_a_checkpointed_trial(cluster, workers, exp: Path, max_epochs: i
     by_id = {w.node_id: w for w in workers}
     while not stop.is_set():
         for d in sorted(exp.glob("trial_*")):
-            r = rows(d)
+            r = result_rows(d)
             if r and len(list(d.glob("checkpoint_*"))) >= 2 and r[-1]["epoch"] < max_epochs \
                     and r[-1]["node_id"] in by_id:
                 victim = r[-1]["node_id"]

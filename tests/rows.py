@@ -1,8 +1,17 @@
-"""Checks on a trial's raw result.json rows after a fault: which worker reported what."""
+"""A trial's raw result.json rows, read by the project's one reader, and checks on them after a
+fault: which worker reported what."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ptycho_model import names
+from tune_ptycho.storage.experiment import result_rows
+
+
+def trial_rows(exp: Path) -> dict[str, list[dict]]:
+    """Trial id -> every row it reported, raw (a trial dir may exist before its first result)."""
+    return {d.name.removeprefix("trial_"): result_rows(d) for d in sorted(Path(exp).glob("trial_*"))}
 
 
 def worker_runs(rows: list[dict]) -> list[list[dict]]:

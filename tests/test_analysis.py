@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+
+from ptycho_model import names
 from PIL import Image
 
 from ptycho_model.config import RunConfig
@@ -17,7 +19,9 @@ from ptycho_model.generators import build_generator
 from tune_ptycho.analysis import FIGURES, analyze, best_trial, export_best, load_experiment
 from tune_ptycho.analysis.best import best_epoch, best_weights
 from tune_ptycho.cli import main
-from tune_ptycho.datasets import get_datasets
+from tune_ptycho.storage.dataset_cache import get_datasets
+from tune_ptycho.storage.experiment import result_rows
+from rows import trial_rows
 
 REPORT_FILES = ("trials.csv", "results.parquet", "report.md", *FIGURES)
 
@@ -30,8 +34,7 @@ def _copy(experiment: Path, tmp_path: Path) -> Path:
 
 
 def _result_lines(experiment: Path) -> dict[str, int]:
-    return {d.name: sum(1 for line in (d / "result.json").read_text().splitlines() if line.strip())
-            for d in experiment.glob("trial_*") if (d / "result.json").exists()}
+    return {t: len(rows) for t, rows in trial_rows(experiment).items() if rows}
 
 
 def _check_files(report: Path) -> None:
@@ -70,16 +73,16 @@ def test_trials_csv_one_row_per_trial_ranked_like_best_trial(analysed):
     assert sorted(df["rank"].dropna().astype(int)) == [1, 2, 3, 4]
     tid, tdir, ckpt, metrics = best_trial(str(exp))
     assert df.loc[df["rank"] == 1, "trial_id"].item() == tid
-    assert tdir.name == f"trial_{tid}" and ckpt is not None and (ckpt / "state.pt").exists()
+    assert tdir.name == f"trial_{tid}" and ckpt is not None and (ckpt / names.STATE_FILE).exists()
     assert metrics["objective"] == pytest.approx(df.loc[df["rank"] == 1, "objective"].item())
     # the chosen checkpoint is the newest kept one; the best_model in it is the weights of the
     # trial's lowest val_loss epoch, identical to the model of that epoch's own checkpoint
-    rows = [json.loads(x) for x in (tdir / "result.json").read_text().splitlines() if x.strip()]
+    rows = result_rows(tdir)
     assert ckpt.name == rows[-1]["checkpoint_dir_name"]
-    state = torch.load(ckpt / "state.pt", weights_only=True)
+    state = torch.load(ckpt / names.STATE_FILE, weights_only=True)
     best_row = min(rows, key=lambda r: r["val_loss"])
     assert best_epoch(state) == best_row["epoch"] == metrics["best_epoch"]
-    at_best = torch.load(tdir / best_row["checkpoint_dir_name"] / "state.pt", weights_only=True)
+    at_best = torch.load(tdir / best_row["checkpoint_dir_name"] / names.STATE_FILE, weights_only=True)
     for k, v in at_best["model"].items():  # kept by Tune's checkpoint scoring on val_loss
         assert torch.equal(best_weights(state)[k], v), k
     assert set(df["outcome"]) <= {"finished", "stopped_early", "collapsed_ratio",
@@ -207,7 +210,7 @@ def test_analyze_with_no_results_at_all(tiny_experiment, tmp_path, capsys):
 
 
 def _rewrite_results(trial_dir: Path, edit) -> None:
-    rows = [json.loads(x) for x in (trial_dir / "result.json").read_text().splitlines() if x.strip()]
+    rows = result_rows(trial_dir)
     edit(rows[-1])
     (trial_dir / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
 

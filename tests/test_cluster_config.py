@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tune_ptycho import cluster_config
+from tune_ptycho.cluster import cluster_file
 from tune_ptycho.cli import main
-from tune_ptycho.cluster_config import ClusterConfigError, validate_cluster_file
+from tune_ptycho.cluster.cluster_file import ClusterConfigError, validate_cluster_file
 
 ROOT = Path(__file__).resolve().parents[1]
 AWS = ROOT / "cluster.yaml"
@@ -141,7 +141,7 @@ def test_missing_file_and_bad_yaml(tmp_path, capsys):
 
 def test_fallback_when_rays_private_validator_moves(tmp_path, monkeypatch):
     """Without prepare_config/validate_config: fillout_defaults + jsonschema on ray-schema.json."""
-    monkeypatch.setattr(cluster_config, "_ray_validators", lambda: None)
+    monkeypatch.setattr(cluster_file, "_ray_validators", lambda: None)
     validate_cluster_file(AWS)
     validate_cluster_file(ONPREM)
     cfg = _load(AWS)

@@ -18,12 +18,8 @@ from ptycho_model.data import (
     data_fingerprint,
     extract_patches,
     ground_truth_image,
-    load_datasets,
-    load_split,
     n_side,
     patch_count,
-    save_datasets,
-    save_split,
     simulate,
     stitch_patches,
     stitched_size,
@@ -31,6 +27,7 @@ from ptycho_model.data import (
 from ptycho_model.data import (
     test_image0_patches as image0_patches,
 )
+from ptycho_model.npz_io import load_datasets, load_split, save_datasets, save_split
 from ptycho_model.objects import dummy_phi, lines_amplitude, make_objects
 from ptycho_model.physics import predicted_amplitude
 from ptycho_model.probes import asymmetric, simulation_probe, smooth_probe

@@ -15,11 +15,12 @@ import pytest
 
 from ptycho_model.presets import preset_config
 from tune_ptycho.cli import main
-from tune_ptycho.datasets import MANIFEST, get_datasets
+from tune_ptycho.storage.dataset_cache import MANIFEST, get_datasets
 
 from conftest import short_tmp
 from procs import cli, kill_session, wait_for
 from rows import assert_retries_continue
+from tune_ptycho.storage.experiment import result_rows
 
 RUN = ["run", "--preset", "tiny", "--space", "stage_a", "--max-epochs", "4", "--no-dashboard",
        "--no-progress"]
@@ -95,11 +96,11 @@ def test_a_trial_worker_killed_mid_epoch_is_retried_from_its_checkpoint(tmp_path
              "--set", "faults/sleep_s=1.0"], env)
 
     def rows(where: Path, pattern: str) -> list[dict]:
-        f = next(iter(where.glob(pattern)), None)
-        return [json.loads(x) for x in f.read_text().splitlines() if x] if f else []
+        d = next(iter(where.glob(pattern)), None)
+        return result_rows(d) if d else []
 
-    staged = lambda: rows(Path(ray_tmp), "**/w/driver_artifacts/trial_*/result.json")  # noqa: E731
-    stored = lambda: rows(tmp_path / "w", "trial_*/result.json")  # noqa: E731
+    staged = lambda: rows(Path(ray_tmp), "**/w/driver_artifacts/trial_*")  # noqa: E731
+    stored = lambda: rows(tmp_path / "w", "trial_*")  # noqa: E731
     try:
         wait_for(lambda: len(staged()) >= 3 and len(stored()) < len(staged()), 120, p,
                  "three epochs, not all of them synced to storage yet")
@@ -159,7 +160,7 @@ def test_a_disk_that_fills_mid_run_stops_cleanly_and_resume_finishes(tmp_path):
             kill_session(p.pid)
         assert p.returncode == 0, out
         for d in exp.glob("trial_*"):
-            rows = [json.loads(x) for x in (d / "result.json").read_text().splitlines() if x]
+            rows = result_rows(d)
             assert_retries_continue(d.name, rows, last_epoch=8)  # each went on from its checkpoint
         assert len(list(exp.glob("trial_*"))) == 2
     finally:

@@ -8,7 +8,6 @@ detaches into sessions of their own), also when it fails — never with `ray sto
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import short_tmp
 from procs import kill_session, session_pids
+from tune_ptycho.storage.experiment import result_rows
 
 BIN = Path(sys.executable).parent  # the environment's `ray` and `tune-ptycho`
 
@@ -147,7 +147,7 @@ def test_ray_job_submit_runs_a_study_on_a_started_head(tmp_path):
     trials = sorted(exp.glob("trial_*"))
     assert len(trials) == 2
     for d in trials:
-        rows = [json.loads(x) for x in (d / "result.json").read_text().splitlines() if x.strip()]
+        rows = result_rows(d)
         assert [r["epoch"] for r in rows] == [1, 2]
     assert f"experiment: {exp}" in logs, logs[-3000:]  # the driver's own last lines
     print(f"head up in {started:.1f}s, job ran in {ran:.1f}s")

@@ -24,18 +24,9 @@ from tune_ptycho.analysis import load_experiment
 
 from conftest import short_tmp
 from procs import kill_session
-from rows import assert_retries_continue
+from rows import assert_retries_continue, trial_rows
 
 DRIVER = Path(__file__).with_name("multinode_driver.py")
-
-
-def trial_rows(exp: Path) -> dict[str, list[dict]]:
-    out = {}
-    for d in sorted(exp.glob("trial_*")):
-        f = d / "result.json"
-        lines = f.read_text().splitlines() if f.exists() else []
-        out[d.name] = [json.loads(x) for x in lines if x.strip()]
-    return out
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:

@@ -12,12 +12,12 @@ import pytest
 
 from ptycho_model import names
 from tune_ptycho.analysis import load_experiment
-from tune_ptycho.experiment import ExperimentInfo
-from tune_ptycho.study import load_study
+from tune_ptycho.storage.experiment import ExperimentInfo
+from tune_ptycho.storage.study import load_study
 
 from conftest import short_tmp
 from procs import cli, kill_session, wait_for
-from rows import worker_runs
+from rows import trial_rows, worker_runs
 
 N_TRIALS = 5
 RUN = ["run", "--preset", "tiny", "--space", "stage_a", "--num-samples", str(N_TRIALS),
@@ -28,16 +28,6 @@ RUN = ["run", "--preset", "tiny", "--space", "stage_a", "--num-samples", str(N_T
 
 def checkpoints(exp: Path) -> dict[str, int]:
     return {d.name: len(list(d.glob("checkpoint_*"))) for d in exp.glob("trial_*")}
-
-
-def results(exp: Path) -> dict[str, list[dict]]:
-    """Per trial, its reported rows (a trial dir may exist before its first result)."""
-    out = {}
-    for d in sorted(exp.glob("trial_*")):
-        f = d / "result.json"
-        lines = f.read_text().splitlines() if f.exists() else []
-        out[d.name.removeprefix("trial_")] = [json.loads(x) for x in lines if x.strip()]
-    return out
 
 
 @pytest.mark.slow
@@ -52,12 +42,12 @@ def test_sigkill_twice_then_resume_accounts_for_every_trial(tmp_path):
     finally:
         kill_session(p.pid)
     p.wait()
-    before = {t: len(r) for t, r in results(exp).items()}
+    before = {t: len(r) for t, r in trial_rows(exp).items()}
 
     # a first resume, killed again once it has made progress
     p = cli(["resume", str(exp), "--no-dashboard"], env)
     try:
-        wait_for(lambda: sum(len(r) for r in results(exp).values()) > sum(before.values()) + 1,
+        wait_for(lambda: sum(len(r) for r in trial_rows(exp).values()) > sum(before.values()) + 1,
                  180, p, "the resumed run to report")
     finally:
         kill_session(p.pid)
@@ -69,7 +59,7 @@ def test_sigkill_twice_then_resume_accounts_for_every_trial(tmp_path):
     assert p.returncode == 0, out
     shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
 
-    final = results(exp)
+    final = trial_rows(exp)
     assert len(final) == N_TRIALS  # every trial exactly once, the total reaches num_samples
     for trial_id, rows in final.items():
         assert rows, f"trial {trial_id} never reported"

@@ -3,7 +3,6 @@ rule on a scripted learns-then-collapses curve, and divergence — each marked i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import optuna
@@ -11,19 +10,12 @@ import pytest
 
 from ptycho_model import names
 from tune_ptycho.cli import main
-from tune_ptycho.experiment import ExperimentInfo
-from tune_ptycho.study import load_study
+from tune_ptycho.storage.experiment import ExperimentInfo
+from tune_ptycho.storage.study import load_study
+from rows import trial_rows
 
 BASE = ["--preset", "tiny", "--space", "seeds", "--no-asha", "--no-dashboard", "--no-progress",
         "--set", "train/eval_every=0"]
-
-
-def rows_of(exp: Path) -> dict[str, list[dict]]:
-    out = {}
-    for d in sorted(exp.glob("trial_*")):
-        out[d.name.removeprefix("trial_")] = [
-            json.loads(x) for x in (d / "result.json").read_text().splitlines() if x.strip()]
-    return out
 
 
 def study_of(exp: Path) -> optuna.Study:
@@ -38,7 +30,7 @@ def test_high_lr_goes_flat_and_the_flat_rule_stops_it(ray_session, tmp_path):
                  str(tmp_path), "--name", "flat", "--set", "optim/lr=0.1",
                  "--set", "model/arch=hybrid", "--collapse-patience", "2"])
     assert code == 0
-    rows = rows_of(tmp_path / "flat")
+    rows = trial_rows(tmp_path / "flat")
     flat_trials = 0
     for trial_id, r in rows.items():
         flat = [row[names.OUTPUT_STD] < 1e-3 for row in r]
@@ -68,7 +60,7 @@ def test_ratio_rule_stops_a_learns_then_collapses_curve(ray_session, tmp_path):
                  "--set", "faults/allowed=true", "--set", "faults/collapse_at_epoch=3",
                  "--set", "faults/collapse_factor=8"])
     assert code == 0
-    (r,) = rows_of(tmp_path / "ratio").values()
+    (r,) = trial_rows(tmp_path / "ratio").values()
     assert [row[names.EPOCH] for row in r] == [1, 2, 3, 4]  # above the ratio at 3 and 4
     assert r[-1][names.COLLAPSE_KIND] == names.KIND_RATIO and r[-1][names.COLLAPSE_RATIO] > 2
     assert names.BEST_CKPT_PREFIX + names.AMP_SSIM in r[-1]  # pre-collapse weights scored
@@ -86,7 +78,7 @@ def test_a_diverged_trial_reports_a_finite_objective_and_the_study_goes_on(ray_s
                  str(tmp_path), "--name", "nan", "--set", "faults/allowed=true",
                  "--set", "faults/nan_at_epoch=2"])
     assert code == 0
-    (r,) = rows_of(tmp_path / "nan").values()
+    (r,) = trial_rows(tmp_path / "nan").values()
     assert len(r) == 2 and r[-1][names.DIVERGED] == 1
     assert r[-1][names.OBJECTIVE] == names.DIVERGED_SENTINEL
     (t,) = study_of(tmp_path / "nan").trials

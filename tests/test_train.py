@@ -58,8 +58,8 @@ def test_resume_equals_uninterrupted(tiny, tmp_path):
     first = Trainer(cfg, data)
     for _ in range(2):
         first.run_epoch()
-    first.save(tmp_path / "state.pt")
-    resumed = fit(cfg, data, resume=tmp_path / "state.pt").history
+    first.save(tmp_path / names.STATE_FILE)
+    resumed = fit(cfg, data, resume=tmp_path / names.STATE_FILE).history
     assert [m[names.EPOCH] for m in resumed] == [1, 2, 3, 4]  # history travels in the state
     for key in (names.TRAIN_LOSS, names.VAL_LOSS, names.LR, names.GRAD_NORM, names.BEST_VAL_LOSS):
         assert [m[key] for m in resumed] == [m[key] for m in straight], key

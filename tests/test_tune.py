@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import optuna
 import pytest
@@ -11,18 +10,11 @@ from ray import tune
 
 from ptycho_model import names
 from tune_ptycho.cli import main
-from tune_ptycho.experiment import ExperimentInfo
-from tune_ptycho.study import load_study
+from tune_ptycho.storage.experiment import ExperimentInfo
+from tune_ptycho.storage.study import load_study
+from rows import trial_rows
 
 from conftest import TINY_ARGS
-
-
-def trial_results(exp: Path) -> dict[str, list[dict]]:
-    out = {}
-    for d in sorted(exp.glob("trial_*")):
-        lines = (d / "result.json").read_text().splitlines()
-        out[d.name] = [json.loads(x) for x in lines if x.strip()]
-    return out
 
 
 @pytest.mark.slow
@@ -30,7 +22,7 @@ def test_tiny_experiment_end_to_end(tiny_experiment):
     exp = tiny_experiment
     for f in ("spec.json", "dataset.json", "study.json", "optuna.db"):
         assert (exp / f).exists(), f
-    results = trial_results(exp)
+    results = trial_rows(exp)
     assert len(results) == 4
     for rows in results.values():
         assert rows, "every trial reported"
@@ -51,7 +43,7 @@ def test_tiny_experiment_end_to_end(tiny_experiment):
 
 
 def test_checkpoints_keep_the_best_val_loss_epoch(tiny_experiment):
-    for rows in trial_results(tiny_experiment).values():
+    for rows in trial_rows(tiny_experiment).values():
         best = min(rows, key=lambda r: r[names.VAL_LOSS])
         assert best[names.EPOCH] == rows[-1][names.BEST_EPOCH]
 
@@ -111,7 +103,7 @@ def test_checkpoint_every_k_epochs_keeps_the_best_weights(ray_session, tmp_path,
     from ptycho_model.config import RunConfig
     from ptycho_model.train import Trainer
     from tune_ptycho.analysis.best import best_checkpoint_dir, best_epoch, load_best_model
-    from tune_ptycho.datasets import get_datasets
+    from tune_ptycho.storage.dataset_cache import get_datasets
 
     code = main(["run", "--preset", "tiny", "--space", "seeds", "--num-samples", "1",
                  "--max-epochs", "12", "--no-asha", "--no-dashboard", "--no-progress",
@@ -120,7 +112,7 @@ def test_checkpoint_every_k_epochs_keeps_the_best_weights(ray_session, tmp_path,
                  "--set", "faults/collapse_at_epoch=5", "--set", "faults/collapse_factor=10"])
     assert code == 0
     exp = tmp_path / "k3"
-    (rows,) = trial_results(exp).values()
+    (rows,) = trial_rows(exp).values()
     last = rows[-1]
     assert last[names.COLLAPSED] and last[names.EPOCH] < 12, last  # stopped by the collapse rule
     assert [r[names.EPOCH] for r in rows] == list(range(1, last[names.EPOCH] + 1))
@@ -130,9 +122,9 @@ def test_checkpoint_every_k_epochs_keeps_the_best_weights(ray_session, tmp_path,
 
     model, cfg, t, ckpt, epoch = load_best_model(exp)
     assert ckpt == best_checkpoint_dir(t) and ckpt.name == last["checkpoint_dir_name"]
-    assert epoch == best_epoch(torch.load(ckpt / "state.pt", weights_only=True)) == 4
+    assert epoch == best_epoch(torch.load(ckpt / names.STATE_FILE, weights_only=True)) == 4
     assert main(["best", str(exp), "--export", str(tmp_path / "best.pt")]) == 0
-    assert f"best_model in {ckpt}/state.pt" in capsys.readouterr().out
+    assert f"best_model in {ckpt}/{names.STATE_FILE}" in capsys.readouterr().out
 
     cfg = RunConfig.from_dict(json.loads((tmp_path / "best.pt.json").read_text()))
     trainer = Trainer(cfg, get_datasets(cfg.data, None)[0])

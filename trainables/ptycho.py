@@ -29,7 +29,6 @@ from ptycho_model.config import RunConfig, flatten
 from ptycho_model.data import Datasets
 from ptycho_model.train import Trainer
 
-STATE_FILE = "state.pt"
 
 
 def trial_device(gpu_ids: list) -> torch.device:
@@ -67,7 +66,7 @@ def train_ptycho(config: dict[str, Any], *, base: dict[str, Any], data: Datasets
     ckpt = tune.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            trainer.load(Path(d) / STATE_FILE)
+            trainer.load(Path(d) / names.STATE_FILE)
     where = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
              "pid": os.getpid(), "device": str(device), "trial_start_ts": time.time(),
              "resumed_from_epoch": trainer.epoch}
@@ -77,6 +76,6 @@ def train_ptycho(config: dict[str, Any], *, base: dict[str, Any], data: Datasets
             tune.report(row)
             continue
         with tempfile.TemporaryDirectory() as d:
-            trainer.save(Path(d) / STATE_FILE)
+            trainer.save(Path(d) / names.STATE_FILE)
             (Path(d) / names.HISTORY_FILE).write_text(json.dumps(trainer.history, default=float))
             tune.report(row, checkpoint=tune.Checkpoint.from_directory(d))

@@ -1,7 +1,8 @@
-"""The ``tune-ptycho`` command line. ``main(argv)`` returns the exit code.
+"""The ``tune-ptycho`` command line. ``main(argv)`` returns the exit code (:mod:`.exits`).
 
-Exit codes (DESIGN.md): 0 finished, 1 trials errored past max_failures, 2 bad input,
-130 interrupted.
+Every error of input a user can fix is a :class:`ptycho_model.errors.InputError`: it is printed
+on one line and the command exits 2. Choices offered by the flags come from the registries that
+build them (``GENERATORS``, ``PRESETS``, ``SPACES``), never from a list kept here.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ptycho_model.config import ConfigError, RunConfig, known_paths, parse_scalar
+from ptycho_model.config import REGISTRIES, RunConfig, choices, known_paths, parse_scalar
+from ptycho_model.errors import InputError
 from ptycho_model.presets import PRESETS, preset_config
 
-EXIT_OK, EXIT_TRIAL_ERRORS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-BAD_INPUT: tuple[type[BaseException], ...] = ()
+from .exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 
 
-class UsageError(ValueError):
-    """Bad input found before any work starts: printed, exit code 2."""
+class UsageError(InputError):
+    """A flag's value that cannot be used (a missing file, a malformed ``--set``)."""
 
 
 def parse_sets(items: list[str] | None) -> dict[str, object]:
@@ -37,8 +38,9 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     if getattr(args, "arch", None):
         updates["model/arch"] = args.arch
     if getattr(args, "probe_npz", None):
-        if not Path(args.probe_npz).exists():
-            raise UsageError(f"--probe-npz {args.probe_npz!r}: no such file")
+        if not Path(args.probe_npz).is_file():
+            what = "a directory, not an NPZ file" if Path(args.probe_npz).is_dir() else "no such file"
+            raise UsageError(f"--probe-npz {args.probe_npz!r}: {what}")
         updates["data/probe"] = str(Path(args.probe_npz).resolve())
     if getattr(args, "set_phi", None) is not None:
         updates["data/set_phi"] = args.set_phi
@@ -46,7 +48,8 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .single_run import run_train, utc_stamp
+    from .standalone import run_train
+    from .storage.experiment import utc_stamp
 
     cfg = _run_config(args)
     if args.stop_on_collapse:
@@ -57,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .single_run import run_simulate
+    from .standalone import run_simulate
 
     run_simulate(_run_config(args), Path(args.out))
     return EXIT_OK
@@ -89,14 +92,14 @@ def spec_from_args(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)  # every bad value exits 2 here, before Ray starts
-    from .launch import run
+    from .run.launch import run
 
     return run(spec, address=args.address, dashboard=not args.no_dashboard,
                progress=not args.no_progress)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .launch import resume
+    from .run.launch import resume
 
     return resume(args.path, address=args.address, dashboard=not args.no_dashboard)
 
@@ -121,14 +124,15 @@ def cmd_paths(args: argparse.Namespace) -> int:
         node = defaults
         for part in path.split("/"):
             node = node[part]
-        print(f"{path:28s} {node!r}")
+        allowed = f"  ({' | '.join(choices(path))})" if path in REGISTRIES else ""
+        print(f"{path:28s} {node!r}{allowed}")
     return EXIT_OK
 
 
 def cmd_validate_cluster(args: argparse.Namespace) -> int:
     import warnings
 
-    from .cluster_config import summary, validate_cluster_file
+    from .cluster.cluster_file import summary, validate_cluster_file
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -140,7 +144,8 @@ def cmd_validate_cluster(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .analysis import build_report, is_remote
+    from .analysis import build_report
+    from .storage.fs import is_remote
 
     if is_remote(args.path):
         from .analysis import analyze
@@ -159,8 +164,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
-    from .analysis import is_remote
     from .analysis.remote import local_copy
+    from .storage.fs import is_remote
 
     remote = is_remote(args.path)
     with local_copy(args.path) if remote else nullcontext(Path(args.path)) as local:
@@ -169,25 +174,17 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 def _print_best(path: Path, shown_as: str | None, export: str | None) -> int:
     """The best trial of the experiment at ``path`` (named ``shown_as`` when a remote one)."""
-    from ptycho_model import names
-    from ptycho_model.config import flatten
-
     from .analysis import best_trial, export_best
     from .analysis.best import shown_path
+    from .analysis.ranking import best_lines
 
     trial_id, trial_dir, ckpt, m = best_trial(path)
 
     def shown(p: Path | None) -> str | None:
         return shown_path(p, path, shown_as) if shown_as else (None if p is None else str(p))
 
-    print(f"best trial: {trial_id}")
-    print(f"  trial dir: {shown(trial_dir)}")
-    params = flatten(m.get("config") or {})
-    print("  config: " + (", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"))
-    print(f"  objective {m.get(names.OBJECTIVE)}, best_val_loss {m.get(names.BEST_VAL_LOSS)} at "
-          f"epoch {m.get(names.BEST_EPOCH)}, stopped at epoch {m.get(names.EPOCH)}")
-    print("  best weights: " + (f"best_model in {shown(ckpt)}/state.pt" if ckpt is not None
-                                    else "none left on disk"))
+    print("\n".join(best_lines(trial_id, m.get("config") or {}, m, shown(ckpt),
+                                trial_dir=shown(trial_dir))))
     if export:
         out = export_best(path, export)
         print(f"exported weights: {out} (state dict for build_generator; config: {out}.json)")
@@ -210,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one model, no Ray")
     add_model_args(t)
-    t.add_argument("--arch", choices=["hybrid", "stable_hybrid"])
+    t.add_argument("--arch", help="model/arch: the generator (tune-ptycho paths lists the names)")
     t.add_argument("--out", metavar="DIR", help="output directory (default: a new timestamped one)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--stop-on-collapse", action="store_true",
@@ -285,27 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _bad_input_errors() -> tuple[type[BaseException], ...]:
-    from ptycho_model.data import DataError
-    from ptycho_model.probes import ProbeError
-
-    from .analysis import NoResults, NotAnExperiment
-    from .cluster import ResourceError
-    from .cluster_config import ClusterConfigError
-    from .experiment import ExperimentExists, StorageError
-
-    return (UsageError, ConfigError, DataError, ProbeError, ResourceError, ExperimentExists,
-            StorageError, NotAnExperiment, NoResults, ClusterConfigError)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    global BAD_INPUT
-    BAD_INPUT = _bad_input_errors()
     try:
         return int(args.func(args))
-    except BAD_INPUT as e:
+    except InputError as e:
         print(f"tune-ptycho: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

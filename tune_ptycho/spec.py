@@ -20,6 +20,8 @@ from ptycho_model.config import (
 )
 from ptycho_model.presets import PRESETS, get_preset
 
+from .storage.fs import is_remote
+
 RUN_SECTIONS = tuple(f.name for f in fields(RunConfig))
 
 
@@ -176,10 +178,6 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     return build_spec(read_spec_file(path))
 
 
-def is_remote(storage_path: str) -> bool:
-    return "://" in storage_path and not storage_path.startswith("file://")
-
-
 def validate(spec: ExperimentSpec) -> None:
     from search_spaces import SPACES  # the service, not the model core, knows the spaces
 
@@ -249,4 +247,4 @@ def _url_password(url: str) -> str | None:
 
 
 __all__ = ["ExperimentSpec", "SearchSpec", "AshaSpec", "ResourcesSpec", "StorageSpec",
-           "build_spec", "load_spec", "read_spec_file", "validate", "is_remote", "unflatten"]
+           "build_spec", "load_spec", "read_spec_file", "validate", "unflatten"]

@@ -24,9 +24,8 @@ this package stays cheap (no pandas, matplotlib or torch): every CLI command imp
 
 # Every public name of the former single module analysis.py, so importers need no change;
 # ``__all__`` as it was. No submodule imports pandas, matplotlib or torch at module level.
-from ..spec import is_remote  # noqa: F401 - the CLI imports it from here
 from .best import (  # noqa: F401
-    STATE_FILE, best_checkpoint_dir, best_trial, export_best, load_best_model,
+    best_checkpoint_dir, best_trial, export_best, load_best_model,
 )
 from .load import (  # noqa: F401
     COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, FINISHED, OUTCOME_LABELS, OUTCOMES,

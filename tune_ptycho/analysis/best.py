@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ptycho_model import names
 from ptycho_model.config import RunConfig
 
-from ..experiment import DATASET_FILE
+from ..storage.experiment import DATASET_FILE
 from .load import Experiment, NoResults, TrialRecord, load_experiment
 
-STATE_FILE = "state.pt"  # trainables.ptycho.STATE_FILE (not imported: that module imports ray)
 
 
 def best_checkpoint_dir(t: TrialRecord) -> Path | None:
@@ -27,7 +27,7 @@ def best_checkpoint_dir(t: TrialRecord) -> Path | None:
     only every k-th epoch (``storage/checkpoint_every``); Ray always keeps the newest."""
     if t.dir is None:
         return None
-    ckpts = sorted(p.parent for p in t.dir.glob(f"checkpoint_*/{STATE_FILE}"))  # zero-padded
+    ckpts = sorted(p.parent for p in t.dir.glob(f"checkpoint_*/{names.STATE_FILE}"))  # zero-padded
     return ckpts[-1] if ckpts else None
 
 
@@ -68,7 +68,7 @@ def best_trial(path: str | Path) -> tuple[str, Path, Path | None, dict[str, Any]
 def _load_state(ckpt: Path) -> dict[str, Any]:
     import torch
 
-    return torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+    return torch.load(ckpt / names.STATE_FILE, map_location="cpu", weights_only=True)
 
 
 def _model_config(t: TrialRecord, state: dict[str, Any], fallback: RunConfig) -> RunConfig:
@@ -121,9 +121,9 @@ def held_out_split(exp: Experiment, cfg: RunConfig):
     """(test split, note or None): the experiment's own dataset (its recorded cache entry, if it is
     still there and intact), else the cache / a fresh simulation of ``cfg.data`` — with a note
     when that differs from what the trials saw (the simulation code changed since)."""
-    from ptycho_model.data import load_datasets
+    from ptycho_model.npz_io import load_datasets
 
-    from ..datasets import get_datasets, verify_entry
+    from ..storage.dataset_cache import get_datasets, verify_entry
 
     try:
         manifest = json.loads((exp.path / DATASET_FILE).read_text())

@@ -18,8 +18,12 @@ from typing import Any
 
 from ptycho_model import names
 from ptycho_model.config import RunConfig, flatten
+from ptycho_model.errors import InputError
 
-from ..experiment import SPEC_FILE, STUDY_META, ExperimentInfo, rank_key
+from ..storage.experiment import (
+    RESULT_FILE, SPEC_FILE, STUDY_META, ExperimentInfo, NotAnExperiment, newest_per_epoch, result_rows,
+)
+from .ranking import rank_key
 
 # Outcomes, in the order the report counts them.
 FINISHED = "finished"  # reached train/max_epochs without collapse or divergence
@@ -37,11 +41,7 @@ OUTCOME_LABELS = {
 }
 
 
-class NotAnExperiment(ValueError):
-    """The path is not a readable tune-ptycho experiment directory (CLI exit code 2)."""
-
-
-class NoResults(ValueError):
+class NoResults(InputError):
     """No trial of the experiment reported a result, so there is no best trial (exit code 2)."""
 
 
@@ -99,36 +99,6 @@ class Experiment:
         return sorted(done, key=lambda t: (rank_key(t.last), t.trial_id))
 
 
-def _read_json_lines(path: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    try:
-        text = path.read_text()
-    except OSError:
-        return rows
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            d = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a killed writer
-        if isinstance(d, dict):
-            rows.append(d)
-    return rows
-
-
-def _dedupe_epochs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per epoch (a retried trial re-reports epochs after its checkpoint; keep the last)."""
-    by_epoch: dict[Any, dict[str, Any]] = {}
-    for i, r in enumerate(rows):
-        key = r.get(names.EPOCH, r.get("training_iteration", f"row{i}"))
-        by_epoch.pop(key, None)
-        by_epoch[key] = r
-    return sorted(by_epoch.values(), key=lambda r: num(r.get(names.EPOCH,
-                                                             r.get("training_iteration"))))
-
-
 def _backfill(rows: list[dict[str, Any]], d: Path) -> list[dict[str, Any]]:
     """Add the epochs missing from result.json that the trial's newest checkpoint recorded.
 
@@ -147,7 +117,7 @@ def _backfill(rows: list[dict[str, Any]], d: Path) -> list[dict[str, Any]]:
     have = {r.get(names.EPOCH) for r in rows}
     extra = [{**h, "restored_from_checkpoint": True} for h in history
              if isinstance(h, dict) and h.get(names.EPOCH) not in have]
-    return _dedupe_epochs(rows + extra) if extra else rows
+    return newest_per_epoch(rows + extra) if extra else rows
 
 
 def _trial_states(root: Path) -> dict[str, dict[str, Any]]:
@@ -175,7 +145,7 @@ def _trial_states(root: Path) -> dict[str, dict[str, Any]]:
 
 
 def _is_trial_dir(d: Path) -> bool:
-    return d.is_dir() and any((d / f).exists() for f in ("params.json", "result.json"))
+    return d.is_dir() and any((d / f).exists() for f in ("params.json", RESULT_FILE))
 
 
 def _trial_config(base: dict[str, Any], params: dict[str, Any]) -> RunConfig | None:
@@ -207,7 +177,7 @@ def _classify(t: TrialRecord, max_epochs: int) -> str:
 def _lenient_info(root: Path) -> ExperimentInfo:
     """ExperimentInfo for a spec.json written under older rules (``spec.lenient_spec``)."""
     from ..spec import lenient_spec
-    from ..study import storage_url
+    from ..storage.study import storage_url
 
     spec = lenient_spec(json.loads((root / SPEC_FILE).read_text()))
     root = root.resolve()
@@ -221,7 +191,7 @@ def _lenient_info(root: Path) -> ExperimentInfo:
 
 def _read_trial(d: Path, states: dict[str, dict[str, Any]]) -> TrialRecord:
     """One trial directory: its de-duplicated results, params, error and Tune status."""
-    rows = _backfill(_dedupe_epochs(_read_json_lines(d / "result.json")), d)
+    rows = _backfill(newest_per_epoch(result_rows(d)), d)
     tid = next((str(r["trial_id"]) for r in rows if r.get("trial_id")), None)
     if tid is None:
         tid = next((k for k, s in states.items() if s.get("logdir") == d.name), None)

@@ -1,8 +1,8 @@
 """The report's matplotlib figures: learning curves, parameters vs loss, the best reconstruction,
 trials per node — and the "no data" placeholder drawn when a figure has nothing to show.
 
-matplotlib is imported where a figure is drawn (through ``tune_ptycho.figures``, which picks the
-Agg backend and saves at the project's resolution). Leaves out the tables the figures read
+matplotlib is imported where a figure is drawn (through :mod:`.canvas`, which picks the Agg
+backend and saves at the project's resolution). Also holds ``train``'s own loss figure. Leaves out the tables the figures read
 (``tables``) and the report that links them (``report``).
 """
 
@@ -40,7 +40,7 @@ FIGURES = ("learning_curves.png", "params_vs_loss.png", "best_reconstruction.png
 
 def placeholder(path: Path, title: str, message: str) -> Path:
     """A figure that says "no data" and why: every figure file exists whatever the experiment."""
-    from ..figures import plt, save_figure
+    from .canvas import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.axis("off")
@@ -77,7 +77,7 @@ def learning_curves_figure(exp: Experiment, path: Path) -> Path:
     finite epoch and its stop marker sits on the top edge."""
     from matplotlib.transforms import blended_transform_factory
 
-    from ..figures import plt, save_figure
+    from .canvas import plt, save_figure
 
     curves = []
     for t in exp.trials:
@@ -132,7 +132,7 @@ def _loss_column(df: pd.DataFrame) -> str:
 def params_vs_loss_figure(exp: Experiment, df: pd.DataFrame, kinds: dict[str, str],
                           path: Path) -> Path:
     import pandas as pd
-    from ..figures import plt, save_figure
+    from .canvas import plt, save_figure
 
     params = [p for p in kinds if p in df]
     ycol = _loss_column(df)
@@ -194,7 +194,7 @@ def best_reconstruction_figure(exp: Experiment, path: Path) -> tuple[Path, str |
     try:
         from ptycho_model.evaluate import evaluate_test_image
 
-        from ..figures import reconstruction_figure
+        from .canvas import reconstruction_figure
 
         model, cfg, t, ckpt, epoch = load_best_model(exp.path)
         test, note = held_out_split(exp, cfg)
@@ -223,7 +223,7 @@ def _node_label(node_id: Any, hostname: Any) -> str:
 
 def trials_per_node_figure(exp: Experiment, df: pd.DataFrame, path: Path) -> Path:
     import pandas as pd
-    from ..figures import plt, save_figure
+    from .canvas import plt, save_figure
 
     d = df[df["node_id"].notna()].copy() if "node_id" in df else pd.DataFrame()
     if d.empty:
@@ -264,4 +264,22 @@ def trials_per_node_figure(exp: Experiment, df: pd.DataFrame, path: Path) -> Pat
     b.set_xlabel("seconds since the first trial started")
     b.set_title("trial timeline (colour = outcome)")
     b.grid(True, axis="x", alpha=0.25)
+    return save_figure(fig, path)
+
+
+def history_figure(history: list[dict], path: str | Path, title: str = "") -> Path:
+    """One run's train and val loss per epoch (log scale) and its learning rate (``train``)."""
+    from .canvas import plt, save_figure
+
+    ep = [h[names.EPOCH] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    for key in (names.TRAIN_LOSS, names.VAL_LOSS):
+        a.plot(ep, [h[key] for h in history], label=key)
+    a.set_yscale("log")
+    a.set_xlabel("epoch")
+    a.legend()
+    a.set_title(title or "loss")
+    b.plot(ep, [h[names.LR] for h in history])
+    b.set_xlabel("epoch")
+    b.set_title("learning rate")
     return save_figure(fig, path)

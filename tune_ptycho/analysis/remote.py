@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ptycho_model import names
 
-from ..experiment import SPEC_FILE, newest_entry
+from ..storage.experiment import SPEC_FILE
+from ..storage.fs import newest_entry
 from .best import best_trial
 from .load import NoResults, NotAnExperiment
 

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 
 from ptycho_model import names
 
-from ..spec import is_remote
+from ..storage.fs import is_remote
 from .best import best_checkpoint_dir, shown_path
-from .load import ERROR, FINISHED, OUTCOME_LABELS, finite, load_experiment
+from .load import ERROR, FINISHED, OUTCOME_LABELS, load_experiment
 from .markdown import (
     collapse_tables, counts_line, fmt, importance_lines, md_table, node_table, spec_lines,
     params_text, varying_params,
 )
+from .ranking import scores_line
 from .plots import (
     best_reconstruction_figure, learning_curves_figure, params_vs_loss_figure, placeholder,
     trials_per_node_figure,
@@ -94,12 +95,11 @@ def build_report(path: str | Path, out: str | Path | None = None,
         lines += ["No trial ran to max_epochs (every trial was stopped, collapsed, diverged or "
                   "errored).", ""]
     if best is not None:
+        weights = shown_path(best_checkpoint_dir(best), exp.path, where) or "none left"
         lines += [f"**Best trial: `{best.trial_id}`** ({OUTCOME_LABELS[best.outcome]}) — "
-                  f"objective {fmt(finite(best.last.get(names.OBJECTIVE)))}, best_val_loss "
-                  f"{fmt(finite(best.last.get(names.BEST_VAL_LOSS)))} at epoch "
-                  f"{fmt(best.last.get(names.BEST_EPOCH))}; its best weights are the "
-                  f"`best_model` of `{shown_path(best_checkpoint_dir(best), exp.path, where) or 'none left'}"
-                  f"/state.pt`. Export them with `tune-ptycho best {where} --export best.pt`.", ""]
+                  f"{scores_line(best.last)}; its best weights are the `best_model` of "
+                  f"`{weights}/{names.STATE_FILE}`. Export them with "
+                  f"`tune-ptycho best {where} --export best.pt`.", ""]
         lines += ["## Best trials (lowest final objective, ties by best_val_loss)", ""]
         top = df[df["rank"].notna()].head(5)
         key_params = varying_params(df, params)
@@ -158,9 +158,8 @@ def build_report(path: str | Path, out: str | Path | None = None,
 
     summary = counts_line(df)
     if best is not None:
-        summary += (f"\nbest trial: {best.trial_id} ({OUTCOME_LABELS[best.outcome]}), objective "
-                    f"{fmt(finite(best.last.get(names.OBJECTIVE)))}, best_val_loss "
-                    f"{fmt(finite(best.last.get(names.BEST_VAL_LOSS)))}")
+        summary += (f"\nbest trial: {best.trial_id} ({OUTCOME_LABELS[best.outcome]}), "
+                    f"{scores_line(best.last)}")
     else:
         summary += "\nno trial reported a result"
     return Report(dir=report_dir, trials=df, best_trial_id=best.trial_id if best else None,

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 import ray
 
+from ptycho_model.errors import InputError
 
-class ResourceError(RuntimeError):
+
+class ResourceError(InputError):
     """The per-trial request fits no live node: exit 2 before any trial starts."""
 
 

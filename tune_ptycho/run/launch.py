@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from ptycho_model import names
 
-from .cluster import check_request, connect
-from .datasets import get_datasets, slim_for_trials
-from .experiment import (
-    ExperimentInfo, StorageError, best_result, check_writable, create_experiment,
-    reconcile_study, refuse_existing, saved_trial_statuses,
+from ..analysis.ranking import best_lines, rank_key
+from ..cluster.resources import check_request, connect
+from ..exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIAL_ERRORS
+from ..spec import ExperimentSpec
+from ..storage.dataset_cache import get_datasets, slim_for_trials
+from ..storage.experiment import (
+    ExperimentInfo, NotAnExperiment, create_experiment, reconcile_study, refuse_existing,
+    saved_trial_statuses, utc_stamp,
 )
-from .progress import ProgressCallback, describe_params
-from .single_run import utc_stamp
+from ..storage.fs import check_writable, is_remote
+from ..storage.study import load_study
+from .disk_guard import check_space
+from .progress import ProgressCallback
 from .searcher import repair_before_resume
-from .spec import ExperimentSpec, is_remote
-from .storage_guard import MB, StorageGuard, checkpoint_bytes, free_bytes, reserve_bytes
-from .study import load_study
 from .tuner import build_tuner, make_trainable
-
-EXIT_OK, EXIT_TRIAL_ERRORS, EXIT_INTERRUPTED = 0, 1, 130
 
 # Quiet Ray's experiment-snapshot warnings (ray #31613) and keep relative paths working.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -73,7 +71,7 @@ def resume(path: str, address: str | None = None, dashboard: bool = True) -> int
 
     info = ExperimentInfo.load(path)
     if not tune.Tuner.can_restore(info.uri):
-        raise ValueError(f"{info.uri!r} holds no Tune experiment state to resume from")
+        raise NotAnExperiment(f"{info.uri!r} holds no Tune experiment state to resume from")
     if not is_remote(info.uri):
         check_space(info.spec)
     data, _ = _prepare(info.spec, address, dashboard)
@@ -89,26 +87,6 @@ def resume(path: str, address: str | None = None, dashboard: bool = True) -> int
     tuner = tune.Tuner.restore(info.uri, trainable=make_trainable(info.spec, slim_for_trials(data)),
                                resume_unfinished=True, resume_errored=True)
     return fit_and_finish(info, tuner)
-
-
-def check_space(spec: ExperimentSpec) -> StorageGuard:
-    """Refuse to start below the free-space reserve (StorageError, exit 2); warn when the whole
-    study's checkpoints may not fit; return the guard that keeps the reserve while it runs."""
-    s = spec.search
-    concurrent = s.max_concurrent or min(s.num_samples, os.cpu_count() or 1)
-    reserve = reserve_bytes(spec.run, concurrent)
-    free = free_bytes(spec.storage.path)
-    if free is not None and free < reserve:
-        raise StorageError(
-            f"storage/path={spec.storage.path!r} has {free / MB:.0f} MB free; a run needs a reserve "
-            f"of {reserve / MB:.0f} MB (two {checkpoint_bytes(spec.run) / MB:.1f} MB checkpoints per "
-            "running trial + 32 MB): free space or choose another --storage")
-    need = s.num_samples * (spec.storage.keep_checkpoints + 1) * checkpoint_bytes(spec.run)
-    if free is not None and need > free:
-        print(f"warning: the study may write up to {need / MB:.0f} MB of checkpoints and "
-              f"{free / MB:.0f} MB are free; it will stop (resumable) if space runs low",
-              file=sys.stderr)
-    return StorageGuard(spec.storage.path, reserve)
 
 
 def drop_unreadable_error_files(experiment_dir: Path) -> int:
@@ -165,26 +143,17 @@ def finish(info: ExperimentInfo, results) -> int:
     return EXIT_OK
 
 
+def best_result(result_grid) -> Any | None:
+    """The ResultGrid's best trial (:func:`rank_key`), or None when no trial reported."""
+    results = [r for r in result_grid if r.metrics]
+    return min(results, key=lambda r: rank_key(r.metrics)) if results else None
+
+
 def print_best(result) -> None:
-    m = result.metrics
     ckpt = None
     c = result.checkpoint  # the newest: its state's best_model holds the trial's best weights
     if c is not None:  # a remote checkpoint's path lacks its scheme: name it in full
         kind = c.filesystem.type_name if c.filesystem is not None else "local"
         ckpt = c.path if kind == "local" else f"{kind}://{c.path}"
-    ssim = m.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM, m.get(names.AMP_SSIM))
-    const = m.get(names.AMP_SSIM_CONSTANT) or m.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM_CONSTANT)
-    print("best trial:", result.path.rstrip("/").rsplit("/", 1)[-1])
-    print(f"  config: {describe_params(result.config)}")
-    print(f"  objective {m.get(names.OBJECTIVE):.4g}, best_val_loss {m.get(names.BEST_VAL_LOSS):.4g}"
-          f" at epoch {m.get(names.BEST_EPOCH)}, stopped at epoch {m.get(names.EPOCH)}"
-          f" ({'collapsed ' + str(m.get(names.COLLAPSE_KIND)) if m.get(names.COLLAPSED) else 'not collapsed'})")
-    if ssim is not None:
-        extra = f" (constant-output fingerprint {const:.3f})" if const is not None else ""
-        print(f"  amp SSIM of its best weights {ssim:.3f}{extra}")
-    if ckpt:
-        print(f"  best weights: best_model in {ckpt}/state.pt")
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)
+    trial_id = result.path.rstrip("/").rsplit("/", 1)[-1]
+    print("\n".join(best_lines(trial_id, result.config, result.metrics, ckpt)))

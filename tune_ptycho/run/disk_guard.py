@@ -5,6 +5,9 @@ trials being written are lost (measured on a small tmpfs). So the run keeps a re
 start with less free space than the reserve, and while it runs, a callback stops it the way Ctrl+C
 does — Tune saves a consistent experiment state, trials stay resumable — as soon as free space falls
 below the reserve. ``tune-ptycho resume`` then continues once space is freed.
+
+Holds the policy (:func:`check_space`: the reserve, the refusal and the warning) and the callback
+that keeps it (:class:`StorageGuard`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from ray import tune
 
 from ptycho_model.config import RunConfig
 from ptycho_model.generators import build_generator
+
+from ..spec import ExperimentSpec
+from ..storage.fs import StorageError
 
 MB = 1024 * 1024
 
@@ -72,3 +78,23 @@ class StorageGuard(tune.Callback):
                   f"{self.reserve / MB:.0f} MB): stopping while the experiment can still be "
                   "saved consistently", file=sys.stderr)
             os.kill(os.getpid(), signal.SIGINT)  # Tune's own graceful, resumable stop
+
+
+def check_space(spec: ExperimentSpec) -> StorageGuard:
+    """Refuse to start below the free-space reserve (StorageError, exit 2); warn when the whole
+    study's checkpoints may not fit; return the guard that keeps the reserve while it runs."""
+    s = spec.search
+    concurrent = s.max_concurrent or min(s.num_samples, os.cpu_count() or 1)
+    reserve = reserve_bytes(spec.run, concurrent)
+    free = free_bytes(spec.storage.path)
+    if free is not None and free < reserve:
+        raise StorageError(
+            f"storage/path={spec.storage.path!r} has {free / MB:.0f} MB free; a run needs a reserve "
+            f"of {reserve / MB:.0f} MB (two {checkpoint_bytes(spec.run) / MB:.1f} MB checkpoints per "
+            "running trial + 32 MB): free space or choose another --storage")
+    need = s.num_samples * (spec.storage.keep_checkpoints + 1) * checkpoint_bytes(spec.run)
+    if free is not None and need > free:
+        print(f"warning: the study may write up to {need / MB:.0f} MB of checkpoints and "
+              f"{free / MB:.0f} MB are free; it will stop (resumable) if space runs low",
+              file=sys.stderr)
+    return StorageGuard(spec.storage.path, reserve)

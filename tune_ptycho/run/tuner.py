@@ -15,9 +15,9 @@ from search_spaces import SPACES, make_sampler, seed_points
 from trainables.ptycho import train_ptycho
 
 from .searcher import ResumableOptunaSearch
-from .spec import ExperimentSpec
+from ..spec import ExperimentSpec
 from .stoppers import CollapseStopper
-from .study import open_storage
+from ..storage.study import open_storage
 from .trial_logs import KeepLogsOnRetry
 
 

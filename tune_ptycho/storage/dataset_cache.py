@@ -17,7 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ptycho_model.config import DataConfig
-from ptycho_model.data import Datasets, data_fingerprint, load_datasets, save_datasets, simulate
+from ptycho_model.data import Datasets, data_fingerprint, simulate
+from ptycho_model.npz_io import load_datasets, save_datasets
 
 MANIFEST = "manifest.json"
 

@@ -12,7 +12,8 @@ from ray import tune
 from tqdm import tqdm
 
 from ptycho_model import names
-from ptycho_model.config import flatten
+
+from ..analysis.ranking import describe_params
 
 
 def outcome(result: dict[str, Any]) -> str:
@@ -21,12 +22,6 @@ def outcome(result: dict[str, Any]) -> str:
     if result.get(names.COLLAPSED):
         return f"collapsed ({result.get(names.COLLAPSE_KIND, '?')})"
     return "finished"
-
-
-def describe_params(config: dict[str, Any]) -> str:
-    """``{"optim": {"lr": 3e-4}}`` -> ``"optim/lr=0.0003"``, one entry per sampled path."""
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in flatten(config).items())
 
 
 class ProgressCallback(tune.Callback):

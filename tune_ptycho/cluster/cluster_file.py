@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from ptycho_model.config import closest
+from ptycho_model.errors import InputError, closest
 
 COMMAND_KEYS = ("initialization_commands", "setup_commands", "head_setup_commands",
                 "worker_setup_commands", "head_start_ray_commands", "worker_start_ray_commands")
@@ -46,7 +46,7 @@ _RAY_PIN = re.compile(r"""(?<![\w.-])ray(?:\[[^\]]*\])?\s*==\s*([0-9][\w.+-]*)""
 _OPEN_HOSTS = {"0.0.0.0", "::", "[::]", "*"}
 
 
-class ClusterConfigError(ValueError):
+class ClusterConfigError(InputError):
     """A cluster file that Ray (or this project) would refuse: exit code 2."""
 
 

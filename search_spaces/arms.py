@@ -1,7 +1,7 @@
 """The arms of the upstream study plans, and their projection onto each space.
 
-``SEED_ARMS`` holds every arm the upstream FNO stability study ran (``/work/shared/seeds``; the file
-each comes from is in ``ARM_SOURCES``) as a flat dict of config paths, complete for the knobs the
+``SEED_ARMS`` holds every arm the upstream FNO stability study ran (the upstream plan
+each comes from is named in ``ARM_SOURCES``) as a flat dict of config paths, complete for the knobs the
 spaces search: architecture and stable block, optimizer and its own hyperparameters, learning rate,
 schedule and clipping. What the arms held fixed that no space searches (epochs, data, width) is the
 preset's business and is left out.
@@ -43,10 +43,11 @@ from .spaces import get_space
 
 __all__ = ["ARM_SOURCES", "SEED_ARMS", "project", "projected_arms", "seed_points"]
 
-_STAGE_A_PLAN = "004_253a36f303c8b39c.txt"  # overall plan; Stage A arms and results (Phase 3)
-_LAYERSCALE_PLAN = "000_09f7eb603565f730.txt"  # LayerScale rerun (results: 001_2ff3008c46f32100)
-_LR_GUARD_PLAN = "002_a2ad42cc53486997.txt"  # LR + gradient-guard sweep
-_OPTIMIZER_PLAN = "003_c24ab1172856d8d5.txt"  # optimizer sweep
+# The upstream FNO-STABILITY-OVERHAUL-001 study plans each arm comes from (docs/physics.md §7).
+_STAGE_A_PLAN = "FNO-STABILITY-OVERHAUL-001 overall plan, Stage A shoot-out (Phase 3)"
+_LAYERSCALE_PLAN = "LayerScale stable_hybrid plan and its Stage A rerun (Phase 5)"
+_LR_GUARD_PLAN = "stable_hybrid LR + gradient-guard sweep"
+_OPTIMIZER_PLAN = "stable_hybrid optimizer + diagnostics sweep"
 
 # Upstream defaults the arms ran with unless their command line said otherwise
 # (PTYCHO_PHYSICS.md §4-5.4): Adam, betas (0.9, 0.999), lr 1e-3, constant LR ("Default").

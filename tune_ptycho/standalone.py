@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,13 @@ from tqdm import tqdm
 
 from ptycho_model import names
 from ptycho_model.config import RunConfig
-from ptycho_model.data import save_datasets, simulate
+from ptycho_model.data import simulate
+from ptycho_model.npz_io import save_datasets
 from ptycho_model.train import Trainer
 
-from .datasets import get_datasets
-from .figures import history_figure, reconstruction_figure
-
-
-def utc_stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+from .analysis.canvas import reconstruction_figure
+from .analysis.plots import history_figure
+from .storage.dataset_cache import get_datasets
 
 
 def _json_safe(v: Any) -> Any:
@@ -68,7 +65,7 @@ def run_train(cfg: RunConfig, out: Path, threads: int | None = None) -> dict[str
     bar.close()
     history = [{k: v for k, v in h.items()} for h in trainer.history]
     final = history[-1]
-    write_json(out / "history.json", {
+    write_json(out / names.HISTORY_FILE, {
         "train_loss": [h[names.TRAIN_LOSS] for h in history],
         "val_loss": [h[names.VAL_LOSS] for h in history],
         "lr": [h[names.LR] for h in history],

@@ -24,7 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ptycho_model import names
 
-from .experiment import newest_entry, read_bytes
+from ..storage.fs import newest_entry, read_bytes
 
 logger = logging.getLogger(__name__)
 

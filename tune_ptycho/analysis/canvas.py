@@ -1,4 +1,9 @@
-"""Matplotlib figures: reconstructions beside their ground truth, learning curves, parameter plots."""
+"""The canvas every figure is drawn on, and the reconstruction panel.
+
+matplotlib with the file-only Agg backend, :func:`save_figure` at the project's resolution, and
+:func:`reconstruction_figure`, which both ``tune-ptycho train`` and ``tune-ptycho analyze`` draw.
+The experiment's own figures are in :mod:`tune_ptycho.analysis.plots`.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ def reconstruction_figure(pred: np.ndarray, gt: np.ndarray, path: str | Path, ti
     """Amplitude and phase of test image 0: ground truth | prediction | their difference.
 
     The prediction's amplitude is mean-normalised to the ground truth's and both phases have their
-    least-squares plane removed — what the metrics compare (PTYCHO_PHYSICS.md §6).
+    least-squares plane removed — what the metrics compare (docs/physics.md §6).
     """
     a_t, a_p = np.abs(gt), np.abs(pred)
     a_p = a_p * (a_t.mean() / a_p.mean()) if a_p.mean() > 0 else np.full_like(a_t, a_t.mean())
@@ -50,20 +55,4 @@ def reconstruction_figure(pred: np.ndarray, gt: np.ndarray, path: str | Path, ti
             f"{k} {v:.3f}" for k, v in scores.items() if v is not None and np.isfinite(v))
     if title:
         fig.suptitle(title)
-    return save_figure(fig, path)
-
-
-def history_figure(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """Train and val loss per epoch (log scale), and the learning rate."""
-    ep = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-    a.plot(ep, [h["train_loss"] for h in history], label="train_loss")
-    a.plot(ep, [h["val_loss"] for h in history], label="val_loss")
-    a.set_yscale("log")
-    a.set_xlabel("epoch")
-    a.legend()
-    a.set_title(title or "loss")
-    b.plot(ep, [h["lr"] for h in history])
-    b.set_xlabel("epoch")
-    b.set_title("learning rate")
     return save_figure(fig, path)
