@@ -2,7 +2,8 @@
 
 With gridsize 1 and a centrosymmetric probe (the ideal disk) a diffraction pattern cannot tell an
 exit wave from its twin conj(psi(-r)), so equally good fits may score very different amp SSIMs
-(CALIBRATION.md). A probe whose amplitude is not centrosymmetric removes the ambiguity. This trains
+(docs/calibration.md, "Metric trap: the twin image"). A probe whose amplitude is not
+centrosymmetric removes the ambiguity. This trains
 the `cpu` preset with each probe over several seeds (through `fit`, no Ray) and prints val_loss,
 amp SSIM and twin SSIM per run, and the spread of amp SSIM per probe.
 

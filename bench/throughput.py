@@ -29,7 +29,7 @@ import time
 import _common  # noqa: F401  (puts the repo on sys.path)
 from _common import banner, median, table, verdict
 
-UPSTREAM_S_PER_EPOCH = 35.0  # upstream Stage A, RTX 3090 (CALIBRATION.md)
+UPSTREAM_S_PER_EPOCH = 35.0  # upstream Stage A, RTX 3090 (docs/calibration.md, "Cost")
 
 
 def parse() -> argparse.Namespace:

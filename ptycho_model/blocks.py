@@ -1,4 +1,4 @@
-"""Building blocks of the hybrid U-NO generators (PTYCHO_PHYSICS.md §4.2-4.3).
+"""Building blocks of the hybrid U-NO generators (docs/physics.md §4.2-4.3).
 
 * :class:`SpatialLifter`: the input lift, Conv3x3 -> GELU -> Conv3x3.
 * :class:`LayerScale`: a learned per-channel gain (Touvron et al. 2021, "Going deeper with Image
@@ -69,7 +69,7 @@ class PtychoBlock(nn.Module):
     """FNO residual block ``y = x + GELU(Spectral(x) + Conv3x3(x))``; ``(B, ch, H, W)`` in and out.
 
     Exact (erf) GELU, conv with bias, no normalisation — upstream's block, whose positive-mean
-    update per block is the "drift" suspected of the collapses (PTYCHO_PHYSICS.md §4.2).
+    update per block is the "drift" suspected of the collapses (docs/physics.md §4.2).
     """
 
     def __init__(self, channels: int, modes: int, corners: int = 2) -> None:

@@ -1,10 +1,11 @@
-"""The collapse rule (DESIGN.md "Collapse"), computed by the training loop, read by stoppers.
+"""The collapse rule (docs/design.md "Collapse"), computed by the training loop, read by stoppers.
 
 Two kinds:
 * ``ratio``: after ``grace`` epochs, ``val_loss / best_val_loss > ratio`` for ``patience``
   consecutive epochs — upstream's "learns, then collapses" (0.024 -> 0.18, ratio 7.5).
 * ``flat``: the predicted amplitude's std/mean stays below ``flat_std`` for ``patience`` epochs —
-  runs that go flat from the start never raise the ratio (CALIBRATION.md).
+  runs that go flat from the start never raise the ratio (docs/calibration.md, "How training
+  fails at CPU scale").
 
 The streak counters live in :class:`CollapseState`, which is saved in every checkpoint, so the
 rule survives a resume exactly (Ray's stopper memory does not survive a restore).

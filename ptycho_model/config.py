@@ -51,7 +51,7 @@ def choices(path: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The grid_lines benchmark (PTYCHO_PHYSICS.md §1.2-1.4). Sizes in pixels."""
+    """The grid_lines benchmark (docs/physics.md §1.2-1.4). Sizes in pixels."""
 
     size: int = 392  # side of each full object image
     n_lines: int = 400  # lines per object (upstream: 400 at size 392; scale with size)
@@ -71,10 +71,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class PhysicsConfig:
-    """Forward-model quirks (PTYCHO_PHYSICS.md §8): both default to correct physics."""
+    """Forward-model quirks (docs/physics.md §8): both default to correct physics."""
 
     amplitude_gain: float = 1.0  # upstream Stage A ran with 16 (Quirk A)
-    probe_scale: float | None = None  # None: train with the simulation probe; 4.0: upstream's P/4 (Quirk B)
+    # None: train with the simulation probe; 4.0: upstream's P/4 (Quirk B)
+    probe_scale: float | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ class TrainConfig:
     seed: int = 20260128
     eval_every: int = 5  # reconstruction metrics every k epochs and at the end; 0: end only
     loss: str = "mae"
-    stop_on_collapse: bool = False  # `train` reports collapse; a Tune trial is stopped by its stopper
+    # `train` reports collapse; a Tune trial is stopped by its stopper
+    stop_on_collapse: bool = False
     device: str = "auto"
     precision: str = "fp32"  # autocast dtype for the generator on CUDA; physics stays fp32
     channels_last: bool = False
@@ -129,7 +131,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class CollapseConfig:
-    """DESIGN.md "Collapse": ratio rule after a grace period, and a flat-output rule."""
+    """docs/design.md "Collapse": ratio rule after a grace period, and a flat-output rule."""
 
     ratio: float = 2.0
     patience: int = 2
@@ -188,7 +190,8 @@ class RunConfig:
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"optim": {"lr": 1}}`` -> ``{"optim/lr": 1}``; keys that already hold ``/`` pass through."""
+    """``{"optim": {"lr": 1}}`` -> ``{"optim/lr": 1}``; keys that already hold ``/`` pass
+    through."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}/{k}" if prefix else str(k)
@@ -220,7 +223,8 @@ def set_path(d: dict[str, Any], path: str, value: Any) -> None:
 
 
 def parse_scalar(text: str) -> Any:
-    """Parse a ``--set`` value as a YAML scalar: ``3e-4`` -> 0.0003, ``true`` -> True, ``null`` -> None."""
+    """Parse a ``--set`` value as a YAML scalar: ``3e-4`` -> 0.0003, ``true`` -> True,
+    ``null`` -> None."""
     value = yaml.safe_load(text)
     # YAML 1.1 reads "3e-4" as a string (no dot); accept it as the float a user means.
     if isinstance(value, str):
@@ -254,7 +258,8 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
             return value
         raise ConfigError(f"{path}={value!r} must be true or false")
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or float(value) != int(value)):
             raise ConfigError(f"{path}={value!r} must be an integer")
         return int(value)
     if hint is float:
@@ -352,7 +357,8 @@ def _check_model(c: ModelConfig) -> None:
     _at_least("model/blocks", c.blocks, 1)
     _at_least("model/modes", c.modes, 1)
     if c.spectral_corners not in (1, 2):
-        raise ConfigError(f"model/spectral_corners={c.spectral_corners} must be 1 (upstream) or 2 (standard)")
+        raise ConfigError(f"model/spectral_corners={c.spectral_corners} must be 1 (upstream) "
+                          "or 2 (standard)")
     _positive("model/layerscale_init", c.layerscale_init)
     if c.max_hidden_channels is not None:
         _at_least("model/max_hidden_channels", c.max_hidden_channels, c.width)

@@ -1,8 +1,8 @@
 """Predict the test patches, stitch test image 0 and score it against its ground truth.
 
-Upstream scores test image 0 only (PTYCHO_PHYSICS.md §3, §6); so do we, and add the score of the
+Upstream scores test image 0 only (docs/physics.md §3, §6); so do we, and add the score of the
 twin orientation (each predicted patch replaced by conj(psi(-r)) before stitching — gridsize-1
-data with a centrosymmetric probe cannot tell the two apart, CALIBRATION.md) and the collapse
+data with a centrosymmetric probe cannot tell the two apart, docs/calibration.md) and the collapse
 fingerprint (the score a constant-amplitude prediction gets on this same ground truth).
 """
 
@@ -19,7 +19,8 @@ from .metrics import constant_fingerprint, eval_reconstruction
 from .physics import twin
 
 
-def to_input(diffraction: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+def to_input(diffraction: np.ndarray | torch.Tensor, device: torch.device | str = "cpu"
+             ) -> torch.Tensor:
     """(n, N, N, C) channel-last array -> (n, C, N, N) float32 tensor on ``device``."""
     t = torch.as_tensor(np.asarray(diffraction, dtype=np.float32))
     return t.permute(0, 3, 1, 2).contiguous().to(device)
@@ -34,7 +35,8 @@ def predict_objects(model: nn.Module, x: torch.Tensor, batch_size: int = 64,
     out = []
     for i in range(0, x.shape[0], batch_size):
         xb = x[i:i + batch_size]
-        with torch.autocast(xb.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with torch.autocast(xb.device.type, dtype=autocast_dtype,
+                            enabled=autocast_dtype is not None):
             y = model(xb)
         out.append(to_complex(y.float()))
     model.train(was_training)
@@ -44,7 +46,8 @@ def predict_objects(model: nn.Module, x: torch.Tensor, batch_size: int = 64,
 def evaluate_test_image(model: nn.Module, test: Split, device: torch.device | str = "cpu",
                         batch_size: int = 64, autocast_dtype: torch.dtype | None = None
                         ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Score test image 0. Returns (metrics, stitched prediction, ground truth), both (H, W) complex.
+    """Score test image 0. Returns (metrics, stitched prediction, ground truth), both (H, W)
+    complex.
 
     Metrics carry the names of :mod:`ptycho_model.names`, including ``amp_ssim_twin`` and
     ``amp_ssim_constant`` (the collapse fingerprint of this ground truth).

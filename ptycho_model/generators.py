@@ -1,6 +1,6 @@
 """The generators: diffraction amplitude ``(B, C, N, N)`` -> object patch ``(B, N, N, C, 2)``.
 
-Hybrid U-NO generators of PTYCHO_PHYSICS.md §4.3: a U-Net whose encoder levels and bottleneck are
+Hybrid U-NO generators of docs/physics.md §4.3: a U-Net whose encoder levels and bottleneck are
 FNO blocks (Li et al. 2021, "Fourier Neural Operator for Parametric Partial Differential
 Equations", arXiv 2010.08895) and whose decoder is convolutional.
 
@@ -62,7 +62,7 @@ def check_size(N: int, n_blocks: int) -> None:
 class HybridUNOGenerator(nn.Module):
     """Hybrid U-NO (``hybrid``): ``(B, C, N, N)`` float32 -> ``(B, N, N, C, 2)`` float32.
 
-    Layout (PTYCHO_PHYSICS.md §4.3; ``ch_0 = hidden_channels``, ``ch_{i+1} = 2·ch_i`` capped at
+    Layout (docs/physics.md §4.3; ``ch_0 = hidden_channels``, ``ch_{i+1} = 2·ch_i`` capped at
     ``max_hidden_channels``)::
 
         h = SpatialLifter(C -> ch_0)(x)                            # (B, ch_0, N, N)
@@ -173,7 +173,8 @@ def build_generator(cfg: ModelConfig, N: int, C: int = 1) -> nn.Module:
     """The generator named by ``cfg.arch`` for ``(B, C, N, N)`` inputs.
 
     ``cfg.stable_block`` and ``cfg.layerscale_init`` apply to ``stable_hybrid`` only.
-    Raises ``ConfigError`` for an unknown arch, ``ValueError`` or an ``N`` not divisible by ``2^(blocks-1)``.
+    Raises ``ConfigError`` for an unknown arch, ``ValueError`` or an ``N`` not divisible by
+    ``2^(blocks-1)``.
     """
     generator = lookup(GENERATORS, cfg.arch, "model/arch")
     kwargs = dict(hidden_channels=cfg.width, n_blocks=cfg.blocks, modes=cfg.modes, C=C,

@@ -1,7 +1,7 @@
 """PINN losses between the predicted and the measured diffraction amplitude (no labels).
 
 Both are divided by the (detached) batch mean of the measured amplitude, as upstream's
-``PtychoPINN_Lightning.compute_loss`` does (PTYCHO_PHYSICS.md §5.1).
+``PtychoPINN_Lightning.compute_loss`` does (docs/physics.md §5.1).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reconstruction metrics: upstream's ``eval_reconstruction`` (``ptycho/evaluation.py``), redone.
 
-Holds the scoring of one stitched complex object against its ground truth (PTYCHO_PHYSICS.md §6):
+Holds the scoring of one stitched complex object against its ground truth (docs/physics.md §6):
 border trim, amplitude mean-normalisation, per-image least-squares plane removal on the phase,
 MAE / MSE / PSNR / SSIM / FRC50 for amplitude and phase, and the "collapse fingerprint" (§7.2): the
 score a constant-amplitude prediction gets on the ground truth at hand.
@@ -222,7 +222,7 @@ def _psnr(t: np.ndarray, p: np.ndarray) -> float:
 def _flat_phase(phase: np.ndarray) -> np.ndarray:
     """Angle minus its LS plane, snapped to exactly 0 when it is flat to rounding (<= 1e-10 rad).
 
-    A constant or planar phase (Stage A's zero phase target, PTYCHO_PHYSICS.md §7.1) leaves
+    A constant or planar phase (Stage A's zero phase target, docs/physics.md §7.1) leaves
     ~1e-16 rad of rounding after the fit; without the snap its FRC would correlate rounding noise.
     """
     res = remove_plane(phase)
@@ -243,7 +243,7 @@ def eval_reconstruction(
         gt: (H, W) complex ground truth, same shape.
         trim_px: pixels dropped per side before scoring (upstream: ``offset/2 = 2``).
 
-    Steps (``ptycho/evaluation.py``, PTYCHO_PHYSICS.md §6), on the trimmed images:
+    Steps (``ptycho/evaluation.py``, docs/physics.md §6), on the trimmed images:
       * amplitude: ``a_t = |gt|``, ``a_p = |pred| * mean(a_t) / mean(|pred|)`` (see
         :func:`normalise_amplitude`);
       * phase: ``angle`` of each, minus each image's own least-squares plane; no unwrapping, no
@@ -301,7 +301,7 @@ def constant_fingerprint(gt: npt.ArrayLike, trim_px: int = 2) -> dict[str, float
 
     After mean-normalisation such a prediction is ``mean(a_t)`` everywhere, so its amplitude SSIM
     and MAE (``mean|a_t - mean(a_t)|``) are the "collapse fingerprint" of this ground truth
-    (PTYCHO_PHYSICS.md §7.2). Upstream's 0.277 / 0.513 belonged to its own ground truth; here the
+    (docs/physics.md §7.2). Upstream's 0.277 / 0.513 belonged to its own ground truth; here the
     numbers are computed from the GT at hand by the same :func:`eval_reconstruction`, so a
     collapsed run's score equals the fingerprint exactly.
 

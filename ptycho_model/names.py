@@ -1,7 +1,8 @@
 """Metric names and modes, and a checkpoint's file names: defined once, imported everywhere.
 
 Analysis, stoppers, schedulers, the Optuna objective and dashboards key on these flat names
-(docs/design.md, "Per-epoch metrics"). ``epoch`` is 1-based and equals Tune's ``training_iteration``.
+(docs/design.md, "Per-epoch metrics"). ``epoch`` is 1-based and equals Tune's
+``training_iteration``.
 """
 
 from __future__ import annotations

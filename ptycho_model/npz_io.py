@@ -1,4 +1,4 @@
-"""Reading and writing grid_lines splits in the upstream NPZ format (PTYCHO_PHYSICS.md §2).
+"""Reading and writing grid_lines splits in the upstream NPZ format (docs/physics.md §2).
 
 Holds :func:`save_split` / :func:`load_split` and the directory-level :func:`save_datasets` /
 :func:`load_datasets`, with the shape / dtype / finiteness checks both directions share. Files are

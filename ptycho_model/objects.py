@@ -1,6 +1,6 @@
 """The grid_lines test object: random blurred lines as amplitude, optionally a derived phase.
 
-Holds numpy functions producing full object images (PTYCHO_PHYSICS.md §1.2, upstream
+Holds numpy functions producing full object images (docs/physics.md §1.2, upstream
 ``ptycho/diffsim.py`` ``mk_lines_img`` / ``mk_lines`` / ``dummy_phi``). Randomness comes only from
 the ``numpy.random.Generator`` passed in; :func:`make_objects` derives one generator per image from
 ``(seed, stream, index)`` so train / test / val images are independent, reproducible streams
@@ -20,7 +20,8 @@ from ptycho_model.physics import CONSTANTS
 _TRUNCATE = 4.0
 
 
-def lines_amplitude(size: int, rng: np.random.Generator, n_lines: int = CONSTANTS.n_lines) -> np.ndarray:
+def lines_amplitude(size: int, rng: np.random.Generator, n_lines: int = CONSTANTS.n_lines
+                    ) -> np.ndarray:
     """One lines-object amplitude image (``mk_lines_img(2 * size, nlines=400)``, centre-cropped).
 
     On a zero canvas of side ``M = 2 * size``, 400 straight lines are drawn between integer

@@ -2,7 +2,7 @@
 
 Registries ``OPTIMIZERS``, ``SCHEDULERS`` and ``CLIPPERS`` are plain dicts. Schedulers are stepped
 once per epoch by the training loop, after validation (upstream never stepped them under manual
-optimisation — PTYCHO_PHYSICS.md §5.4, Quirk D — which this module deliberately does not copy).
+optimisation — docs/physics.md §5.4, Quirk D — which this module deliberately does not copy).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def _clip_value(params: list[nn.Parameter], threshold: float) -> None:
 @torch.no_grad()
 def agc_per_tensor(params: list[nn.Parameter], threshold: float, eps: float = AGC_EPS) -> None:
     """Upstream's "AGC": per parameter *tensor*, G <- G * lam * max(||W||, eps) / ||G|| when
-    ||G|| > lam * max(||W||, eps). This is the rule Stage A ran (PTYCHO_PHYSICS.md §5.3)."""
+    ||G|| > lam * max(||W||, eps). This is the rule Stage A ran (docs/physics.md §5.3)."""
     for p in params:
         if p.grad is None:
             continue
@@ -164,7 +164,8 @@ def agc_unitwise(params: list[nn.Parameter], threshold: float, eps: float = AGC_
             w_norm = torch.linalg.vector_norm(p.detach(), dim=dims, keepdim=True).clamp_min(eps)
             g_norm = torch.linalg.vector_norm(p.grad, dim=dims, keepdim=True)
         limit = threshold * w_norm
-        scale = torch.where(g_norm > limit, limit / g_norm.clamp_min(1e-12), torch.ones_like(g_norm))
+        scale = torch.where(g_norm > limit, limit / g_norm.clamp_min(1e-12),
+                            torch.ones_like(g_norm))
         p.grad.mul_(scale)
 
 

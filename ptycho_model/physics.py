@@ -5,7 +5,7 @@ the PINN loss, the twin-image operator, and :data:`CONSTANTS`, the one frozen da
 conventions used by the physics, probe, object and data modules. It deliberately leaves out probes
 (:mod:`ptycho_model.probes`), objects (:mod:`ptycho_model.objects`) and anything with parameters.
 
-Convention (PTYCHO_PHYSICS.md §1.4, upstream ``ptycho/diffsim.py`` and ``ptycho_torch/model.py``
+Convention (docs/physics.md §1.4, upstream ``ptycho/diffsim.py`` and ``ptycho_torch/model.py``
 ``pad_and_diffract``): unitary 2-D FFT, no zero padding, DC moved to pixel ``(N/2, N/2)`` by
 fftshift::
 
@@ -23,7 +23,7 @@ import torch
 
 @dataclass(frozen=True)
 class PhysicsConstants:
-    """Numeric conventions of the grid_lines benchmark (PTYCHO_PHYSICS.md §1-§3)."""
+    """Numeric conventions of the grid_lines benchmark (docs/physics.md §1-§3)."""
 
     fft_norm: str = "ortho"  # |FFT2|^2 / N^2 with the unnormalised FFT (§1.4)
     # Probe (§1.1, upstream ptycho/probe.py, ptycho/simulation/probe_transform.py)
@@ -113,7 +113,7 @@ def twin(psi: ArrayT) -> ArrayT:
     Works on torch tensors and numpy arrays, over the last two axes. Because
     ``FFT[conj(psi(-n))](k) = conj(FFT[psi](k))``, ``far_field_amplitude(twin(psi))`` equals
     ``far_field_amplitude(psi)``: with gridsize 1 and a centrosymmetric probe the data cannot tell
-    the two apart (CALIBRATION.md, "the twin image").
+    the two apart (docs/calibration.md, "Metric trap: the twin image").
 
     Args:
         psi: ``(..., N, M)`` complex (real input is returned flipped, conj being the identity).

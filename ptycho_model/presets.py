@@ -1,9 +1,9 @@
 """Named presets: full sets of defaults (data, physics, model, training), not only sizes.
 
-Costs are measured on a 2-core CPU (CALIBRATION.md, BENCHMARKS.md). ``stage_a`` is the upstream
+Costs are measured on a 2-core CPU (docs/calibration.md, BENCHMARKS.md). ``stage_a`` is the upstream
 geometry with corrected physics — a GPU workload; ``stage_a_upstream`` switches upstream's quirks
 back on (amplitude gain 16, probe / 4, single-corner spectral layer, no set_phi, val = test) to
-reproduce the seed numbers (PTYCHO_PHYSICS.md §7-8).
+reproduce the seed numbers (docs/physics.md §7-8).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import RunConfig
+from .errors import lookup
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class Preset:
 
 
 _TINY = {
-    "data/size": 72, "data/n_lines": 73, "data/N": 32, "data/n_train": 1, "data/n_val": 1, "data/n_test": 1,
+    "data/size": 72, "data/n_lines": 73, "data/N": 32, "data/n_train": 1, "data/n_val": 1,
+    "data/n_test": 1,
     "data/stride_train": 4, "data/stride_test": 10, "data/probe": "asymmetric",
     "model/width": 8, "model/blocks": 3, "model/modes": 4,
     "train/max_epochs": 3, "train/batch_size": 16, "train/eval_every": 0, "train/seed": 0,
@@ -32,7 +34,8 @@ _TINY = {
 }
 
 _CPU = {
-    "data/size": 118, "data/n_lines": 120, "data/N": 32, "data/n_train": 1, "data/n_val": 1, "data/n_test": 1,
+    "data/size": 118, "data/n_lines": 120, "data/N": 32, "data/n_train": 1, "data/n_val": 1,
+    "data/n_test": 1,
     "data/stride_train": 4, "data/stride_test": 10, "data/probe": "asymmetric",
     "model/width": 16, "model/blocks": 3, "model/modes": 8,
     "optim/lr": 1e-3, "train/max_epochs": 25, "train/batch_size": 16, "train/eval_every": 5,
@@ -57,7 +60,8 @@ _STAGE_A_UPSTREAM = {
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("tiny", "tests: N=32, 72x72 object, width 8, 3 levels, 3 epochs; <1 s an epoch", _TINY),
+        Preset("tiny", "tests: N=32, 72x72 object, width 8, 3 levels, 3 epochs; <1 s an epoch",
+               _TINY),
         Preset("cpu", "a real small study: N=32, 118x118, width 16, modes 8, 25 epochs; ~45 s a "
                "trial on one core", _CPU),
         Preset("stage_a", "upstream Stage A geometry (N=64, 392x392, 2+2 images, width 32, 4 "
@@ -70,9 +74,7 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
-    return PRESETS[name]
+    return lookup(PRESETS, name, "preset")
 
 
 def preset_config(name: str, updates: dict | None = None) -> RunConfig:

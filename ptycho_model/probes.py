@@ -5,7 +5,7 @@ Holds numpy functions that return ``(N, N)`` complex64 arrays and the :data:`PRO
 Leaves out the forward model (:mod:`ptycho_model.physics`) and any training-time rescaling
 (``physics/probe_scale``, Quirk B, is applied by the trainer).
 
-Pipeline used by :func:`ptycho_model.data.simulate` (PTYCHO_PHYSICS.md §1.1)::
+Pipeline used by :func:`ptycho_model.data.simulate` (docs/physics.md §1.1)::
 
     probeGuess = smooth_probe(make_probe(spec, N))     # stored in the NPZ
     P_sim      = simulation_probe(probeGuess)          # used to simulate; stored as probe_simulated
@@ -45,7 +45,7 @@ def ideal_disk(N: int) -> np.ndarray:
 
     Returns:
         ``(N, N)`` complex64, real and non-negative (zero phase), max ~1. Centrosymmetric, so
-        gridsize-1 data simulated with it has a twin-image ambiguity (CALIBRATION.md).
+        gridsize-1 data simulated with it has a twin-image ambiguity (docs/calibration.md)
     """
     _check_size(N)
     std = N / (CONSTANTS.default_probe_scale * np.pi**2)
@@ -64,7 +64,8 @@ def asymmetric(N: int) -> np.ndarray:
     of radius ``0.17 N`` (the ideal disk's size) with a bright spot in one quadrant, a dark notch
     near the opposite rim and a side lobe outside the disk, under a smooth phase (defocus
     ``1 rad`` at the rim plus a coma-like ``u^3`` term). With gridsize 1 it removes the twin
-    ambiguity of the ideal disk (CALIBRATION.md: a structured asymmetric probe also conditions the
+    ambiguity of the ideal disk (docs/calibration.md: a structured asymmetric probe also
+    conditions the
     problem better). No randomness.
 
     Returns:

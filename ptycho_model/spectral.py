@@ -3,7 +3,7 @@
 :class:`SpectralConv2d` is the spectral convolution of Li et al. 2021, "Fourier Neural Operator for
 Parametric Partial Differential Equations" (arXiv 2010.08895, eq. 4-5): ``y = F^-1(R · (F x))``
 with ``R`` a complex (in, out) matrix per kept mode and every other mode set to zero. It comes in
-the two layouts of PTYCHO_PHYSICS.md §4.1 and Quirk C (§8), chosen by ``corners``:
+the two layouts of docs/physics.md §4.1 and Quirk C (§8), chosen by ``corners``:
 
 * ``corners=2`` (the default, the standard FNO): two weights, one for the non-negative k_y rows
   ``[:mh]`` and one for the negative k_y rows ``[H-mh:]`` of the rfft2 spectrum.
@@ -79,7 +79,8 @@ class SpectralConv2d(nn.Module):
             if value < 1:
                 raise ValueError(f"SpectralConv2d {name}={value!r} must be >= 1")
         if corners not in (1, 2):
-            raise ValueError(f"corners={corners!r} must be 1 (upstream fallback) or 2 (standard FNO)")
+            raise ValueError(f"corners={corners!r} must be 1 (upstream fallback) or 2 "
+                             "(standard FNO)")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.modes = modes
@@ -103,7 +104,8 @@ class SpectralConv2d(nn.Module):
         B, _, H, W = x.shape
         Wh = W // 2 + 1
         mw = min(self.modes, Wh)
-        weights = [self.weight_pos] if self.weight_neg is None else [self.weight_pos, self.weight_neg]
+        weights = ([self.weight_pos] if self.weight_neg is None
+                   else [self.weight_pos, self.weight_neg])
         with torch.autocast(device_type=x.device.type, enabled=False):
             x_hat = torch.fft.rfft2(x.float(), norm="backward")  # (B, in, H, Wh) complex64
             y_hat = x_hat.new_zeros(B, self.out_channels, H, Wh)  # (B, out, H, Wh)

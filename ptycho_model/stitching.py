@@ -1,4 +1,4 @@
-"""Patch-grid geometry and stitching of raster-ordered test patches (PTYCHO_PHYSICS.md §1.3, §3).
+"""Patch-grid geometry and stitching of raster-ordered test patches (docs/physics.md §1.3, §3).
 
 Holds the counting functions (patches per side, patches per image, stitched size), the stitcher
 (upstream ``ptycho/data_preprocessing.py`` ``stitch_predictions`` at gridsize 1) and the matching

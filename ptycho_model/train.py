@@ -5,7 +5,7 @@ the same loop one epoch at a time (``for metrics in trainer.epochs(): ...``) wit
 ``state_dict()`` / ``load_state_dict()`` so that a caller — the Ray Tune trainable — can checkpoint
 after every epoch and resume to exactly the result of an uninterrupted run.
 
-Per epoch (PTYCHO_PHYSICS.md §5): shuffled mini-batches -> generator -> complex patch x probe ->
+Per epoch (docs/physics.md §5): shuffled mini-batches -> generator -> complex patch x probe ->
 far-field amplitude -> loss against the measured amplitude; pre-clip global grad norm, clipping,
 optimizer step; validation loss; ``output_std`` on a fixed val subset; scheduler step (explicitly,
 every epoch — Quirk D); collapse flags (:mod:`ptycho_model.collapse`); reconstruction metrics on
@@ -61,7 +61,8 @@ class Trainer:
     def __init__(self, cfg: RunConfig, data: Datasets, device: torch.device | str | None = None):
         self.cfg = cfg
         self.data = data
-        self.device = torch.device(device) if device is not None else resolve_device(cfg.train.device)
+        self.device = (torch.device(device) if device is not None
+                       else resolve_device(cfg.train.device))
         self.autocast_dtype = autocast_dtype(cfg.train.precision, self.device)
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed % 2**32)
@@ -173,7 +174,7 @@ class Trainer:
         return m
 
     def run_epoch(self) -> dict[str, Any]:
-        """Train and validate one epoch; return its metrics (DESIGN.md "Per-epoch metrics")."""
+        """Train and validate one epoch; return its metrics (docs/design.md "Per-epoch metrics")."""
         cfg = self.cfg
         epoch = self.epoch + 1
         t0 = time.perf_counter()
@@ -202,7 +203,8 @@ class Trainer:
         was_collapsed = self.state.collapsed
         collapse.update(self.state, cfg.collapse, cfg.collapse_grace, epoch, val_loss, out_std)
         if improved:
-            self.best_model_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best_model_state = {k: v.detach().clone()
+                                     for k, v in self.model.state_dict().items()}
         m = self._metrics(epoch, train_loss, val_loss, lr, gnorm, gmax, out_std, t0)
         last = epoch >= cfg.train.max_epochs
         just_collapsed = self.state.collapsed and not was_collapsed

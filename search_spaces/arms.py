@@ -1,7 +1,8 @@
 """The arms of the upstream study plans, and their projection onto each space.
 
 ``SEED_ARMS`` holds every arm the upstream FNO stability study ran (the upstream plan
-each comes from is named in ``ARM_SOURCES``) as a flat dict of config paths, complete for the knobs the
+each comes from is named in ``ARM_SOURCES``) as a flat dict of config paths, complete for the
+knobs the
 spaces search: architecture and stable block, optimizer and its own hyperparameters, learning rate,
 schedule and clipping. What the arms held fixed that no space searches (epochs, data, width) is the
 preset's business and is left out.
@@ -50,7 +51,7 @@ _LR_GUARD_PLAN = "stable_hybrid LR + gradient-guard sweep"
 _OPTIMIZER_PLAN = "stable_hybrid optimizer + diagnostics sweep"
 
 # Upstream defaults the arms ran with unless their command line said otherwise
-# (PTYCHO_PHYSICS.md §4-5.4): Adam, betas (0.9, 0.999), lr 1e-3, constant LR ("Default").
+# (docs/physics.md §4-5.4): Adam, betas (0.9, 0.999), lr 1e-3, constant LR ("Default").
 _ADAM_1E3 = {"optim/name": "adam", "optim/lr": 1e-3, "optim/beta1": 0.9, "optim/beta2": 0.999}
 _CONSTANT = {"sched/name": "constant"}
 _NO_CLIP = {"clip/algorithm": "none"}  # upstream --torch-grad-clip 0.0 disables clipping
@@ -126,7 +127,8 @@ def _into_range(value: Any, dist: FloatDistribution | IntDistribution) -> float 
 
 
 def project(space: str | Space, values: dict[str, Any]) -> dict[str, Any] | None:
-    """``values`` (an arm) projected onto ``space`` by rules 1-4; ``None`` where rule 2 or 4 applies."""
+    """``values`` (an arm) projected onto ``space`` by rules 1-4; ``None`` where rule 2 or 4
+    applies."""
     answers = {**flatten(RunConfig().to_dict()), **values}
 
     def answer(name: str, dist: BaseDistribution) -> Any:

@@ -1,7 +1,8 @@
 """The Optuna sampler the service searches with: seeded multivariate TPE for conditional spaces.
 
 ``group=True`` lets multivariate TPE model each branch of a define-by-run space on its own;
-``constant_liar=True`` keeps concurrent trials from receiving the same suggestion (RAY_TUNE.md §3).
+``constant_liar=True`` keeps concurrent trials from receiving the same suggestion
+(docs/ray_optuna.md §3).
 Building storage, studies and searchers is the service's business, not this module's.
 """
 

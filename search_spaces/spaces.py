@@ -55,6 +55,7 @@ from collections.abc import Callable
 import optuna
 
 from ptycho_model.config import choices
+from ptycho_model.errors import lookup
 
 __all__ = [
     "DESCRIPTIONS",
@@ -188,6 +189,4 @@ DESCRIPTIONS: dict[str, str] = {name: " ".join((fn.__doc__ or "").split())
 
 def get_space(name: str) -> Callable[[optuna.Trial], None]:
     """The space function registered as ``name``."""
-    if name not in SPACES:
-        raise ValueError(f"unknown space {name!r}; choose from {sorted(SPACES)}")
-    return SPACES[name]
+    return lookup(SPACES, name, "search/space")

@@ -1,5 +1,10 @@
 """Shared fixtures: one Ray for the whole session, a short temp dir for its sockets, a private
-dataset cache, and one finished tiny experiment that several tests read."""
+dataset cache, and one finished tiny experiment that several tests read.
+
+The environment the suite needs (no Ray token prompt, no snapshot warnings, a private dataset
+cache) is set in ``pytest_configure``, before any test module is imported, and restored with the
+cache removed in ``pytest_unconfigure``.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,33 @@ from pathlib import Path
 
 import pytest
 
-# Keep tests hermetic: no token prompt, no snapshot warnings, private cache.
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
-_CACHE = tempfile.mkdtemp(prefix="tp-cache-")
-os.environ["TUNE_PTYCHO_CACHE"] = _CACHE
+_DEFAULTS = {  # set unless the caller's environment says otherwise
+    "RAY_AUTH_MODE": "disabled",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "0",
+}
+_saved: dict[str, str | None] = {}
+_cache: list[str] = []
+
+
+def pytest_configure(config) -> None:
+    env = {k: os.environ.get(k, v) for k, v in _DEFAULTS.items()}
+    _cache.append(tempfile.mkdtemp(prefix="tp-cache-"))
+    env["TUNE_PTYCHO_CACHE"] = _cache[0]  # always private: tests must not share a user's cache
+    for k, v in env.items():
+        _saved[k] = os.environ.get(k)
+        os.environ[k] = v
+
+
+def pytest_unconfigure(config) -> None:
+    for k, v in _saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    for d in _cache:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def short_tmp(prefix: str = "tp") -> str:

@@ -11,7 +11,8 @@ from tune_ptycho.storage.experiment import result_rows
 
 def trial_rows(exp: Path) -> dict[str, list[dict]]:
     """Trial id -> every row it reported, raw (a trial dir may exist before its first result)."""
-    return {d.name.removeprefix("trial_"): result_rows(d) for d in sorted(Path(exp).glob("trial_*"))}
+    return {d.name.removeprefix("trial_"): result_rows(d)
+            for d in sorted(Path(exp).glob("trial_*"))}
 
 
 def worker_runs(rows: list[dict]) -> list[list[dict]]:

@@ -82,7 +82,8 @@ def test_trials_csv_one_row_per_trial_ranked_like_best_trial(analysed):
     state = torch.load(ckpt / names.STATE_FILE, weights_only=True)
     best_row = min(rows, key=lambda r: r["val_loss"])
     assert best_epoch(state) == best_row["epoch"] == metrics["best_epoch"]
-    at_best = torch.load(tdir / best_row["checkpoint_dir_name"] / names.STATE_FILE, weights_only=True)
+    at_best = torch.load(tdir / best_row["checkpoint_dir_name"] / names.STATE_FILE,
+                         weights_only=True)
     for k, v in at_best["model"].items():  # kept by Tune's checkpoint scoring on val_loss
         assert torch.equal(best_weights(state)[k], v), k
     assert set(df["outcome"]) <= {"finished", "stopped_early", "collapsed_ratio",
@@ -117,7 +118,8 @@ def test_results_parquet_has_every_reported_epoch(analysed):
     counts = res.groupby("trial_id").size().to_dict()
     assert counts == {k.removeprefix("trial_"): v for k, v in lines.items()}
     assert any(c.startswith("config/") for c in res.columns)
-    assert {"val_loss", "best_val_loss", "objective", "collapse_kind", "node_id"} <= set(res.columns)
+    assert {"val_loss", "best_val_loss", "objective", "collapse_kind",
+            "node_id"} <= set(res.columns)
 
 
 def test_export_best_loads_strictly_and_runs(analysed, tmp_path):
@@ -138,7 +140,8 @@ def test_cli_best_and_analyze_print_summary(analysed, capsys, tmp_path):
     tid = best_trial(str(exp))[0]
     assert main(["best", str(exp), "--export", str(tmp_path / "w.pt")]) == 0
     out = capsys.readouterr().out
-    assert f"best trial: {tid}" in out and "best weights: best_model in" in out and "objective" in out
+    assert (f"best trial: {tid}" in out and "best weights: best_model in" in out
+            and "objective" in out)
     assert (tmp_path / "w.pt").exists() and (tmp_path / "w.pt.json").exists()
     assert main(["analyze", str(exp), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out

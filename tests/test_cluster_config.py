@@ -1,4 +1,5 @@
-"""The shipped cluster files pass Ray's own offline validator; `validate-cluster` names the bad key."""
+"""The shipped cluster files pass Ray's own offline validator; `validate-cluster` names the bad
+key."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The collapse rule on scripted curves (CPU runs do not collapse; CALIBRATION.md)."""
+"""The collapse rule on scripted curves (docs/calibration.md, "How training fails at CPU scale")."""
 
 from ptycho_model import collapse, names
 from ptycho_model.config import CollapseConfig

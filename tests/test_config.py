@@ -2,7 +2,9 @@
 
 import pytest
 
-from ptycho_model.config import ConfigError, RunConfig, flatten, known_paths, parse_scalar, unflatten
+from ptycho_model.config import (
+    ConfigError, RunConfig, flatten, known_paths, parse_scalar, unflatten,
+)
 from ptycho_model.presets import PRESETS, get_preset, preset_config
 
 

@@ -53,7 +53,8 @@ def test_bad_input_exits_2_naming_the_field(extra, needle, tmp_path, capsys):
 def test_a_probe_npz_without_probeguess_is_refused(tmp_path, capsys):
     bad = tmp_path / "probe.npz"
     np.savez(bad, probe=np.ones((32, 32), np.complex64))
-    code = main(["train", "--preset", "tiny", "--probe-npz", str(bad), "--out", str(tmp_path / "o")])
+    code = main(["train", "--preset", "tiny", "--probe-npz", str(bad), "--out",
+                 str(tmp_path / "o")])
     assert code == 2
     err = capsys.readouterr().err
     assert "probeGuess" in err and str(bad) in err
@@ -115,7 +116,8 @@ def test_a_trial_worker_killed_mid_epoch_is_retried_from_its_checkpoint(tmp_path
     # victim's last epoch, or the one before when the kill came between its report and Tune
     # registering that epoch's checkpoint) and went on to the end
     old, new = assert_retries_continue("w", r, last_epoch=8)
-    assert {x["pid"] for x in old} == {victim} and len(old) >= 3 and new[0]["resumed_from_epoch"] >= 2
+    assert ({x["pid"] for x in old} == {victim} and len(old) >= 3
+            and new[0]["resumed_from_epoch"] >= 2)
     lines = next((tmp_path / "w").glob("trial_*/progress.csv")).read_text().splitlines()
     assert len(lines) == 1 + len(r)  # header + every reported row, as in result.json
 

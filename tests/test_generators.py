@@ -48,7 +48,7 @@ def test_forward_backward(arch: str, stable_block: str, corners: int) -> None:
     ("stable_hybrid", "layerscale", 17_204_610),
 ])
 def test_upstream_parameter_counts(arch: str, stable_block: str, expected: int) -> None:
-    """PTYCHO_PHYSICS.md §4.5: Stage A settings with upstream's single-corner spectral layer."""
+    """docs/physics.md §4.5: Stage A settings with upstream's single-corner spectral layer."""
     cfg = ModelConfig(arch=arch, stable_block=stable_block, spectral_corners=1)
     with torch.device("meta"):  # counts only: no memory, no init cost
         model = build_generator(cfg, N=64)

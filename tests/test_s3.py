@@ -144,7 +144,8 @@ def test_an_s3_experiment_survives_a_killed_driver_and_is_analysed_from_the_buck
         monkeypatch.setenv(k, env[k])
     with local_copy(URI) as local:
         assert len(list(local.glob("trial_*/result.json"))) == 3
-        assert len(list(local.glob(f"trial_*/checkpoint_*/{names.STATE_FILE}"))) == 1  # the best's newest
+        # the best's newest
+        assert len(list(local.glob(f"trial_*/checkpoint_*/{names.STATE_FILE}"))) == 1
         # every epoch of every trial once, also those a SIGKILL kept out of result.json
         for t in load_experiment(local).trials:
             assert [r[names.EPOCH] for r in t.rows] == [1, 2, 3, 4], t.trial_id

@@ -112,7 +112,8 @@ def test_init_scale_and_no_bias() -> None:
 
 
 def test_real_input_with_only_kept_modes_passes_through_identity_weights() -> None:
-    """With identity weights on every mode and all modes kept, the standard layer is the identity."""
+    """With identity weights on every mode and all modes kept, the standard layer is the
+    identity."""
     H = W = 8
     layer = SpectralConv2d(1, 1, 8, corners=2)
     with torch.no_grad():

@@ -1,5 +1,6 @@
 """Early stopping through real Tune: the flat rule on a trial that really goes flat, the ratio
-rule on a scripted learns-then-collapses curve, and divergence — each marked in results and study."""
+rule on a scripted learns-then-collapses curve, and divergence — each marked in results and
+study."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def study_of(exp: Path) -> optuna.Study:
 
 @pytest.mark.slow
 def test_high_lr_goes_flat_and_the_flat_rule_stops_it(ray_session, tmp_path):
-    """lr 0.1 (CALIBRATION.md: lr >= 3e-2 goes flat) — measured here: flat within 1-3 epochs."""
+    """lr 0.1 (docs/calibration.md: lr >= 3e-2 goes flat) — measured here: flat within 1-3
+    epochs."""
     code = main(["run", *BASE, "--num-samples", "2", "--max-epochs", "10", "--storage",
                  str(tmp_path), "--name", "flat", "--set", "optim/lr=0.1",
                  "--set", "model/arch=hybrid", "--collapse-patience", "2"])

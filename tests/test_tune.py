@@ -55,7 +55,7 @@ def test_checkpoints_keep_the_best_val_loss_epoch(tiny_experiment):
         (["--set", "optim/lr=-0.1"], "optim/lr=-0.1"),
         (["--set", "optim/name=adamax"], "adamax"),
         (["--space", "everything"], "unknown search/space='everything'"),
-        (["--preset", "huge"], "unknown preset 'huge'"),
+        (["--preset", "huge"], "unknown preset='huge'"),
         (["--grace-period", "9"], "asha/grace_period=9"),
         (["--reduction-factor", "1"], "asha/reduction_factor=1"),
         (["--set", "bogus/x=1"], "bogus/x"),

@@ -8,6 +8,7 @@ build them (``GENERATORS``, ``PRESETS``, ``SPACES``), never from a list kept her
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -33,13 +34,27 @@ def parse_sets(items: list[str] | None) -> dict[str, object]:
     return out
 
 
+def out_dir(path: str | Path, flag: str) -> Path:
+    """``path`` as a directory that exists and can be written (made if missing), or UsageError."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{flag} {str(path)!r}: cannot create that directory "
+                         f"({e.strerror})") from None
+    if not os.access(p, os.W_OK):
+        raise UsageError(f"{flag} {str(path)!r}: not writable")
+    return p
+
+
 def _run_config(args: argparse.Namespace) -> RunConfig:
     updates = parse_sets(args.set)
     if getattr(args, "arch", None):
         updates["model/arch"] = args.arch
     if getattr(args, "probe_npz", None):
         if not Path(args.probe_npz).is_file():
-            what = "a directory, not an NPZ file" if Path(args.probe_npz).is_dir() else "no such file"
+            what = ("a directory, not an NPZ file" if Path(args.probe_npz).is_dir()
+                    else "no such file")
             raise UsageError(f"--probe-npz {args.probe_npz!r}: {what}")
         updates["data/probe"] = str(Path(args.probe_npz).resolve())
     if getattr(args, "set_phi", None) is not None:
@@ -54,15 +69,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _run_config(args)
     if args.stop_on_collapse:
         cfg = cfg.with_updates({"train/stop_on_collapse": True})
-    out = Path(args.out or f"tune-ptycho-runs/train-{args.preset}-{utc_stamp()}")
-    run_train(cfg, out, threads=args.threads)  # a diverged or collapsed run is a result, not an error
+    out = out_dir(args.out or f"tune-ptycho-runs/train-{args.preset}-{utc_stamp()}", "--out")
+    # a diverged or collapsed run is a result, not an error
+    run_train(cfg, out, threads=args.threads)
     return EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .standalone import run_simulate
 
-    run_simulate(_run_config(args), Path(args.out))
+    cfg = _run_config(args)
+    run_simulate(cfg, out_dir(args.out, "--out"))
     return EXIT_OK
 
 
@@ -147,6 +164,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis import build_report
     from .storage.fs import is_remote
 
+    if args.out:
+        out_dir(args.out, "--out")
     if is_remote(args.path):
         from .analysis import analyze
 
@@ -167,6 +186,11 @@ def cmd_best(args: argparse.Namespace) -> int:
     from .analysis.remote import local_copy
     from .storage.fs import is_remote
 
+    if args.export:
+        export = Path(args.export).expanduser()
+        if export.is_dir():
+            raise UsageError(f"--export {args.export!r} is a directory; name the file to write")
+        out_dir(export.parent, "--export")
     remote = is_remote(args.path)
     with local_copy(args.path) if remote else nullcontext(Path(args.path)) as local:
         return _print_best(local, args.path if remote else None, args.export)

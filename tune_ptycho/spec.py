@@ -18,7 +18,7 @@ import yaml
 from ptycho_model.config import (
     ConfigError, RunConfig, build_dataclass, closest, set_path, unflatten,
 )
-from ptycho_model.presets import PRESETS, get_preset
+from ptycho_model.presets import get_preset
 
 from .storage.fs import is_remote
 
@@ -93,8 +93,9 @@ class ExperimentSpec:
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"--spec {str(path)!r}: no such file")
+    if not p.is_file():
+        what = "a directory, not a spec file" if p.is_dir() else "no such file"
+        raise ConfigError(f"--spec {str(path)!r}: {what}")
     text = p.read_text()
     try:
         if p.suffix == ".toml":
@@ -129,9 +130,7 @@ def build_spec(spec_file: dict[str, Any] | None = None, flags: dict[str, Any] | 
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     sets = dict(sets or {})
     preset = sets.pop("preset", flags.pop("preset", spec_file.pop("preset", "cpu")))
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}{closest(str(preset), list(PRESETS))}; "
-                          f"choose from {sorted(PRESETS)}")
+    get_preset(preset)  # an unknown name: ConfigError with the closest names
     merged = _defaults(preset)
     for key in spec_file:
         if key not in merged:
@@ -179,12 +178,10 @@ def load_spec(path: str | Path) -> ExperimentSpec:
 
 
 def validate(spec: ExperimentSpec) -> None:
-    from search_spaces import SPACES  # the service, not the model core, knows the spaces
+    from search_spaces import get_space  # the service, not the model core, knows the spaces
 
     s, a, r = spec.search, spec.asha, spec.resources
-    if s.space not in SPACES:
-        raise ConfigError(f"unknown search/space={s.space!r}{closest(s.space, list(SPACES))}; "
-                          f"choose from {sorted(SPACES)}")
+    get_space(s.space)  # an unknown name: ConfigError with the closest names
     if s.num_samples < 1:
         raise ConfigError(f"search/num_samples={s.num_samples} must be >= 1")
     if s.max_concurrent < 0:
@@ -221,7 +218,7 @@ def validate(spec: ExperimentSpec) -> None:
     if is_remote(spec.storage.path) and not spec.storage.study_storage:
         raise ConfigError(f"storage/path={spec.storage.path!r} is not a local disk: SQLite is "
                           "unsafe there, so give --study-storage (a database URL, or "
-                          "journal:///shared/path/study.log)")
+                          "journal:///mnt/nfs/path/study.log)")
     if _url_password(spec.storage.study_storage):
         raise ConfigError("storage/study_storage: the database URL carries a password, which "
                           "would be written in plain text to the experiment's spec.json and "

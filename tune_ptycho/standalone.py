@@ -73,7 +73,8 @@ def run_train(cfg: RunConfig, out: Path, threads: int | None = None) -> dict[str
         "output_std": [h[names.OUTPUT_STD] for h in history],
         "epochs": history,
     })
-    eval_keys = [k for k in final if k in names.EVAL_METRICS or k.startswith(names.BEST_CKPT_PREFIX)]
+    eval_keys = [k for k in final
+                 if k in names.EVAL_METRICS or k.startswith(names.BEST_CKPT_PREFIX)]
     metrics = {k: final[k] for k in eval_keys}
     metrics.update({k: final[k] for k in (names.BEST_VAL_LOSS, names.BEST_EPOCH, names.VAL_LOSS,
                                           names.COLLAPSED, names.COLLAPSE_KIND, names.DIVERGED)})

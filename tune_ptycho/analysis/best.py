@@ -52,7 +52,8 @@ def best_epoch(state: dict[str, Any]) -> int | None:
 def _best_record(exp: Experiment) -> TrialRecord:
     ranked = exp.ranked()
     if not ranked:
-        raise NoResults(f"no trial of {str(exp.path)!r} reported a result, so there is no best trial")
+        raise NoResults(f"no trial of {str(exp.path)!r} reported a result, so there is no "
+                        "best trial")
     return ranked[0]
 
 

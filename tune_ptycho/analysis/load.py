@@ -21,7 +21,8 @@ from ptycho_model.config import RunConfig, flatten
 from ptycho_model.errors import InputError
 
 from ..storage.experiment import (
-    RESULT_FILE, SPEC_FILE, STUDY_META, ExperimentInfo, NotAnExperiment, newest_per_epoch, result_rows,
+    RESULT_FILE, SPEC_FILE, STUDY_META, ExperimentInfo, NotAnExperiment, newest_per_epoch,
+    result_rows,
 )
 from .ranking import rank_key
 
@@ -33,12 +34,12 @@ COLLAPSED_FLAT = "collapsed_" + names.KIND_FLAT
 DIVERGED = "diverged"
 ERROR = "error"  # errored past max_failures, or left no result
 UNFINISHED = "unfinished"  # still pending / running (an interrupted experiment)
-OUTCOMES = (FINISHED, STOPPED_EARLY, COLLAPSED_RATIO, COLLAPSED_FLAT, DIVERGED, ERROR, UNFINISHED)
 OUTCOME_LABELS = {
     FINISHED: "finished", STOPPED_EARLY: "stopped early (ASHA)",
     COLLAPSED_RATIO: "collapsed (ratio)", COLLAPSED_FLAT: "collapsed (flat)",
     DIVERGED: "diverged", ERROR: "error / no result", UNFINISHED: "unfinished",
 }
+OUTCOMES = tuple(OUTCOME_LABELS)  # in the order the report lists them
 
 
 class NoResults(InputError):
@@ -165,7 +166,8 @@ def _classify(t: TrialRecord, max_epochs: int) -> str:
     if num(last.get(names.DIVERGED), 0.0) > 0:
         return DIVERGED
     if num(last.get(names.COLLAPSED), 0.0) > 0:
-        return COLLAPSED_FLAT if last.get(names.COLLAPSE_KIND) == names.KIND_FLAT else COLLAPSED_RATIO
+        return (COLLAPSED_FLAT if last.get(names.COLLAPSE_KIND) == names.KIND_FLAT
+                else COLLAPSED_RATIO)
     epoch = num(last.get(names.EPOCH, last.get("training_iteration")), 0.0)
     if epoch >= max_epochs:
         return FINISHED

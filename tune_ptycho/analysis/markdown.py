@@ -152,7 +152,8 @@ def importance_lines(exp: Experiment) -> list[str]:
     lines += md_table(["parameter", "importance"], [[k, v] for k, v in imp.items()])
     fixed = sorted(set(values) - set(varying))
     if fixed:
-        lines += ["", f"Not ranked (a single value across the COMPLETE trials): {', '.join(fixed)}."]
+        lines += ["", "Not ranked (a single value across the COMPLETE trials): "
+                      f"{', '.join(fixed)}."]
     return lines
 
 
@@ -167,7 +168,8 @@ def node_table(df: pd.DataFrame) -> list[str]:
         busy = pd.to_numeric(g["wall_s"], errors="coerce").sum()
         rows.append([str(nid)[:12], host, len(g),
                      ", ".join(f"{OUTCOME_LABELS[o]} {oc[o]}" for o in OUTCOMES if oc.get(o)),
-                     busy, g["start_time"].dropna().min() if g["start_time"].notna().any() else None,
+                     busy,
+                     g["start_time"].dropna().min() if g["start_time"].notna().any() else None,
                      g["end_time"].dropna().max() if g["end_time"].notna().any() else None])
     return md_table(["node_id", "hostname", "trials", "outcomes", "trial seconds", "first start",
                      "last end"], rows)

@@ -2,7 +2,8 @@
 trials per node — and the "no data" placeholder drawn when a figure has nothing to show.
 
 matplotlib is imported where a figure is drawn (through :mod:`.canvas`, which picks the Agg
-backend and saves at the project's resolution). Also holds ``train``'s own loss figure. Leaves out the tables the figures read
+backend and saves at the project's resolution). Also holds ``train``'s own loss figure. Leaves
+out the tables the figures read
 (``tables``) and the report that links them (``report``).
 """
 

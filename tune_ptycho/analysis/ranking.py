@@ -46,7 +46,8 @@ def scores_line(m: dict[str, Any]) -> str:
     """``objective 0.051, best_val_loss 0.051 at epoch 25, stopped at epoch 25 (not collapsed)``."""
     state = (f"collapsed {m.get(names.COLLAPSE_KIND)}" if m.get(names.COLLAPSED)
              else "diverged" if m.get(names.DIVERGED) else "not collapsed")
-    return (f"objective {_g(m.get(names.OBJECTIVE))}, best_val_loss {_g(m.get(names.BEST_VAL_LOSS))}"
+    return (f"objective {_g(m.get(names.OBJECTIVE))}, "
+            f"best_val_loss {_g(m.get(names.BEST_VAL_LOSS))}"
             f" at epoch {m.get(names.BEST_EPOCH)}, stopped at epoch {m.get(names.EPOCH)} ({state})")
 
 
@@ -63,7 +64,8 @@ def best_lines(trial_id: str, config: dict[str, Any], metrics: dict[str, Any],
         lines.append(f"  trial dir: {trial_dir}")
     lines += [f"  config: {describe_params(config) or '-'}", f"  {scores_line(m)}"]
     ssim = m.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM, m.get(names.AMP_SSIM))
-    const = m.get(names.AMP_SSIM_CONSTANT) or m.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM_CONSTANT)
+    const = (m.get(names.AMP_SSIM_CONSTANT)
+             or m.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM_CONSTANT))
     if ssim is not None:
         extra = f" (constant-output fingerprint {const:.3f})" if const is not None else ""
         lines.append(f"  amp SSIM of its best weights {ssim:.3f}{extra}")

@@ -2,7 +2,8 @@
 
 Everything but the checkpoints is copied (results, params, Tune's state, ``spec.json``, the study
 metadata, each checkpoint's small ``history.json``), then one checkpoint: the best trial's
-newest, whose ``best_model`` holds its best weights. A stage_a study's checkpoints run to tens of GB (~1 GB each); the report and
+newest, whose ``best_model`` holds its best weights. A stage_a study's checkpoints run to tens
+of GB (~1 GB each); the report and
 ``best --export`` need one.
 """
 
@@ -31,9 +32,13 @@ def local_copy(uri: str) -> Iterator[Path]:
     """A temporary local copy of the experiment at ``uri``, removed on exit."""
     import pyarrow.fs as pafs
 
-    fs, root = pafs.FileSystem.from_uri(uri)
-    root = root.rstrip("/")
-    if fs.get_file_info(f"{root}/{SPEC_FILE}").type == pafs.FileType.NotFound:
+    try:
+        fs, root = pafs.FileSystem.from_uri(uri)
+        root = root.rstrip("/")
+        found = fs.get_file_info(f"{root}/{SPEC_FILE}").type != pafs.FileType.NotFound
+    except (OSError, ValueError) as e:  # pyarrow: an unknown scheme, no such bucket, no network
+        raise NotAnExperiment(f"{uri!r} cannot be read: {e}") from None
+    if not found:
         raise NotAnExperiment(f"{uri!r} is not a tune-ptycho experiment: no {SPEC_FILE}")
     local_fs = pafs.LocalFileSystem()
     tmp = Path(tempfile.mkdtemp(prefix="tp-analyze-"))

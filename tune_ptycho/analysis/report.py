@@ -127,7 +127,8 @@ def build_report(path: str | Path, out: str | Path | None = None,
                           "current weights."]
         fixed = [p for p in params if p not in key_params]
         lines += ["", "params: those that differ between trials"
-                  + (f" (the same in every trial: {', '.join(f'{p}={fmt(df[p].iloc[0], 3)}' for p in fixed)})"
+                  + (" (the same in every trial: "
+                     f"{', '.join(f'{p}={fmt(df[p].iloc[0], 3)}' for p in fixed)})"
                      if fixed else "") + ". amp SSIM near the constant-output SSIM means a flat "
                   "(collapsed) reconstruction; twin SSIM above amp SSIM means the twin image was "
                   "learnt."]

@@ -137,7 +137,8 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
     df = df.copy()
     for c in df.columns:
         if df[c].dtype == object:
-            df[c] = df[c].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v))
+            df[c] = df[c].map(lambda v: None
+                              if v is None or (isinstance(v, float) and math.isnan(v))
                               else str(v))
     df.to_parquet(path, index=False)
 
@@ -174,8 +175,10 @@ def param_kinds(exp: Experiment, params: list[str], df: pd.DataFrame) -> dict[st
             kinds[p] = "log"
             continue
         col = df[p] if p in df else pd.Series(dtype=object)
-        vals = [v for v in col.tolist() if v is not None and not (isinstance(v, float) and math.isnan(v))]
-        numeric = vals and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+        vals = [v for v in col.tolist()
+                if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        numeric = vals and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                               for v in vals)
         if not numeric and not ds:
             kinds[p] = "categorical"
         elif numeric and min(vals) > 0 and max(vals) / min(vals) > 100:

@@ -256,7 +256,8 @@ def validate_cluster_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     name = str(path)
     if not p.is_file():
-        raise ClusterConfigError(f"{name}: no such file")
+        what = "a directory, not a cluster file" if p.is_dir() else "no such file"
+        raise ClusterConfigError(f"{name}: {what}")
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:

@@ -102,7 +102,8 @@ def check_request(cpus: float, gpus: float, wait_s: float = 0.0, poll_s: float =
         if asked:
             _ask_autoscaler(None)
     total_gpu = sum(n.gpus for n in nodes)
-    hint = " (pass --wait-for-nodes SECONDS to let an autoscaling cluster grow)" if not wait_s else ""
+    hint = (" (pass --wait-for-nodes SECONDS to let an autoscaling cluster grow)" if not wait_s
+            else "")
     raise ResourceError(
         f"no node can run a trial needing {cpus:g} CPU and {gpus:g} GPU; the cluster has "
         f"{total_gpu:g} GPU in all — {describe(nodes)}{hint}")

@@ -89,8 +89,9 @@ def check_space(spec: ExperimentSpec) -> StorageGuard:
     free = free_bytes(spec.storage.path)
     if free is not None and free < reserve:
         raise StorageError(
-            f"storage/path={spec.storage.path!r} has {free / MB:.0f} MB free; a run needs a reserve "
-            f"of {reserve / MB:.0f} MB (two {checkpoint_bytes(spec.run) / MB:.1f} MB checkpoints per "
+            f"storage/path={spec.storage.path!r} has {free / MB:.0f} MB free; a run needs a "
+            f"reserve of {reserve / MB:.0f} MB "
+            f"(two {checkpoint_bytes(spec.run) / MB:.1f} MB checkpoints per "
             "running trial + 32 MB): free space or choose another --storage")
     need = s.num_samples * (spec.storage.keep_checkpoints + 1) * checkpoint_bytes(spec.run)
     if free is not None and need > free:

@@ -29,13 +29,29 @@ from ..storage.fs import newest_entry, read_bytes
 logger = logging.getLogger(__name__)
 
 
+def ray_optuna_state(search: OptunaSearch | dict[str, Any]
+                     ) -> tuple[dict[str, optuna.Trial], set[str]]:
+    """Ray's private bookkeeping in an ``OptunaSearch`` (or in its pickled state, a dict): the
+    Tune trial id -> Optuna trial map ``_ot_trials`` and the set ``_completed_trials``.
+
+    Ray offers no public way to ask which study trial a Tune trial is, which a resume needs. This
+    is the one place that reads those names; ``tests/test_searcher.py`` fails loudly when a Ray
+    release renames them.
+    """
+    if isinstance(search, dict):
+        return search["_ot_trials"], set(search.get("_completed_trials", ()))
+    return search._ot_trials, search._completed_trials
+
+
 class ResumableOptunaSearch(OptunaSearch):
     def _finished(self, trial_id: str) -> bool:
-        ot_trial = self._ot_trials.get(trial_id)
+        ot_trial = ray_optuna_state(self)[0].get(trial_id)
         if ot_trial is None:
             return False
-        state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
-        return state.is_finished()
+        finished = ot_trial.study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                    optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL))
+        return any(t.number == ot_trial.number for t in finished)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self._finished(trial_id):
@@ -44,10 +60,11 @@ class ResumableOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
+        ot_trials, completed = ray_optuna_state(self)
         if self._finished(trial_id):
-            self._completed_trials.add(trial_id)
+            completed.add(trial_id)
             return
-        ot_trial = self._ot_trials.get(trial_id)
+        ot_trial = ot_trials.get(trial_id)
         if ot_trial is not None and result:
             # The study alone then tells a collapsed or diverged trial from a healthy one.
             for key in (names.COLLAPSED, names.COLLAPSE_KIND, names.DIVERGED, names.EPOCH,
@@ -64,7 +81,7 @@ def _known_numbers(experiment_uri: str) -> set[int] | None:
     if snap is None:
         return None
     state: dict[str, Any] = pickle.loads(read_bytes(snap))
-    return {t.number for t in state.get("_ot_trials", {}).values()}
+    return {t.number for t in ray_optuna_state(state)[0].values()}
 
 
 def repair_before_resume(experiment_uri: str, study: optuna.Study) -> tuple[int, int]:

@@ -80,7 +80,8 @@ def get_datasets(cfg: DataConfig, cache_dir: str | Path | None = None,
         save_datasets(ds, tmp)
         files = {p.name: sha256_file(p) for p in sorted(tmp.glob("*.npz"))}
         (tmp / MANIFEST).write_text(json.dumps(
-            {"fingerprint": fp, "data_config": cfg.__dict__, "files": files}, indent=2, default=str))
+            {"fingerprint": fp, "data_config": cfg.__dict__, "files": files}, indent=2,
+            default=str))
         try:
             os.replace(tmp, entry)  # atomic: a concurrent writer loses the race harmlessly
         except OSError:

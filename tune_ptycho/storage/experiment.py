@@ -1,6 +1,6 @@
 """One experiment directory: its files' names, creating it, loading it, reading its trials' rows.
 
-Directory (docs/design.md, "The experiment directory"): ``<storage>/<name>/`` holds Ray Tune's
+Directory (docs/design.md, "Experiment directory"): ``<storage>/<name>/`` holds Ray Tune's
 own layout plus ``spec.json``, ``dataset.json`` (the data fingerprint and checksums),
 ``study.json`` (where the Optuna study is), ``optuna.db`` (unless ``--study-storage``), and after
 ``analyze`` a ``report/`` folder. Every path goes through :mod:`tune_ptycho.storage.fs`, so local

@@ -24,8 +24,13 @@ def is_remote(storage_path: str) -> bool:
 
 
 def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem holding ``uri`` and the path on it; a URI that names no reachable
+    filesystem (an unknown scheme, a bucket that does not resolve) is a :class:`StorageError`."""
     if is_remote(uri):
-        return pafs.FileSystem.from_uri(uri)
+        try:
+            return pafs.FileSystem.from_uri(uri)
+        except (OSError, ValueError) as e:  # pyarrow raises both
+            raise StorageError(f"{uri!r} cannot be reached: {e}") from None
     return pafs.LocalFileSystem(), uri
 
 
