@@ -16,6 +16,9 @@ first epoch after ``collapse/grace`` with val_loss / best_val_loss > ``collapse/
 first epoch with output_std < ``collapse/flat_std``), *stop* = its last reported epoch, latency =
 stop - first + 1 (the rule needs ``patience`` epochs in the regime: latency == patience is the
 design), and the epochs reported after the ``collapsed`` flag (the stopper should make that 0).
+
+``--experiment PATH`` measures the same on an existing experiment instead, with no Ray and no
+fault hook: the real collapses of, say, the main job (``tune-ptycho run``), under its own ASHA.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=None, help="collapse/patience (default: preset)")
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--experiment", metavar="PATH",
+                   help="measure the real collapses of this finished experiment; run nothing")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 6 epochs, collapse at 3, 1 trial per setting")
     return p.parse_args()
@@ -52,8 +57,54 @@ def first_in_regime(rows: list[dict], kind: str, grace: int, ratio: float, flat_
     return None
 
 
+def latency_row(label: str, tid: str, code, t: list[dict], kind: str, grace: int, ratio: float,
+                flat_std: float, latencies: list[int]) -> list:
+    first = first_in_regime(t, kind, grace, ratio, flat_std)
+    stop = t[-1]["epoch"]
+    flagged = next((x["epoch"] for x in t if x.get("collapsed")), None)
+    after = stop - flagged if flagged is not None else None
+    lat = stop - first + 1 if first is not None else None
+    if lat is not None and t[-1].get("collapsed"):
+        latencies.append(lat)
+    return [label, tid, code, t[-1].get("collapse_kind"), first, flagged, stop, lat, after]
+
+
+def report(rows: list[list], latencies: list[int], patience: int) -> None:
+    print()
+    print(table(["setting", "trial", "exit", "kind", "first collapsed epoch", "flagged at",
+                 "stop epoch", "latency (epochs)", "epochs after flag"], rows))
+    print()
+    if latencies:
+        worst = max(latencies)
+        print(f"{len(latencies)} collapsed trial(s); latency min {min(latencies)}, max {worst} "
+              f"epochs; patience {patience}")
+        verdict("worst latency / patience", worst / patience, "<= 1.0", worst <= patience)
+    else:
+        print("no trial collapsed: nothing to measure (check the settings)")
+
+
+def measure_experiment(path: str) -> None:
+    from tune_ptycho.storage.experiment import ExperimentInfo
+
+    spec = ExperimentInfo.load(path).spec
+    cfg = spec.run
+    grace, c = cfg.collapse_grace, cfg.collapse
+    banner("collapse latency of an experiment's real collapses",
+           {"experiment": path, "preset": spec.preset, "grace": grace, "patience": c.patience,
+            "ratio": c.ratio, "flat_std": c.flat_std})
+    rows, latencies = [], []
+    for tid, t in read_trials(path).items():
+        if t and t[-1].get("collapsed"):
+            kind = t[-1].get("collapse_kind")
+            rows.append(latency_row(spec.search.space, tid, "-", t, kind, grace, c.ratio,
+                                    c.flat_std, latencies))
+    report(rows, latencies, c.patience)
+
+
 def main() -> None:
     args = parse()
+    if args.experiment:
+        return measure_experiment(args.experiment)
     if args.quick:
         args.epochs, args.collapse_at, args.trials = 6, "3", 1
     from ptycho_model.presets import preset_config
@@ -93,27 +144,9 @@ def main() -> None:
                 if not t:
                     rows.append([label, tid, code, "no results", "", "", "", "", ""])
                     continue
-                first = first_in_regime(t, kind, grace, c.ratio, c.flat_std)
-                stop = t[-1]["epoch"]
-                flagged = next((x["epoch"] for x in t if x.get("collapsed")), None)
-                after = stop - flagged if flagged is not None else None
-                lat = stop - first + 1 if first is not None else None
-                if lat is not None and t[-1].get("collapsed"):
-                    latencies.append(lat)
-                rows.append([label, tid, code, t[-1].get("collapse_kind"), first, flagged, stop,
-                             lat, after])
-
-    print()
-    print(table(["setting", "trial", "exit", "kind", "first collapsed epoch", "flagged at",
-                 "stop epoch", "latency (epochs)", "epochs after flag"], rows))
-    print()
-    if latencies:
-        worst = max(latencies)
-        print(f"{len(latencies)} collapsed trial(s); latency min {min(latencies)}, max {worst} "
-              f"epochs; patience {c.patience}")
-        verdict("worst latency / patience", worst / c.patience, "<= 1.0", worst <= c.patience)
-    else:
-        print("no trial collapsed: nothing to measure (check the settings)")
+                rows.append(latency_row(label, tid, code, t, kind, grace, c.ratio, c.flat_std,
+                                        latencies))
+    report(rows, latencies, c.patience)
 
 
 if __name__ == "__main__":

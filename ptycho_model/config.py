@@ -133,7 +133,7 @@ class TrainConfig:
 class CollapseConfig:
     """docs/design.md "Collapse": ratio rule after a grace period, and a flat-output rule."""
 
-    ratio: float = 2.0
+    ratio: float = 2.0  # docs/calibration.md, "The main job's own arms": why not lower
     patience: int = 2
     grace: int | None = None  # None: min(5, max_epochs // 4)
     flat_std: float = 1e-3

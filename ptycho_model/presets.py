@@ -8,7 +8,7 @@ reproduce the seed numbers (docs/physics.md §7-8).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import RunConfig
 from .errors import lookup
@@ -16,9 +16,23 @@ from .errors import lookup
 
 @dataclass(frozen=True)
 class Preset:
+    """A preset: its run-config overrides, the search ranges that follow its scale, and its own
+    study settings.
+
+    ``search`` moves a named space's range to this scale where the space has that path (the
+    learning-rate cliff moves with model size; the warmup must fit the preset's epochs):
+    ``{path: {low, high, ...}}`` as a spec file's ``search.params``. ``study`` holds flat spec
+    paths (``search/num_samples``, ``asha/grace_period``) that ``tune-ptycho run`` starts from.
+    ``arms`` are seed arms measured at this scale (flat config paths), offered before upstream's.
+    Plain data: the model core knows no search library.
+    """
+
     name: str
     summary: str
     overrides: dict
+    search: dict = field(default_factory=dict)
+    study: dict = field(default_factory=dict)
+    arms: dict = field(default_factory=dict)  # measured arms at this scale, offered first
 
     def config(self) -> RunConfig:
         return RunConfig().with_updates(self.overrides)
@@ -38,8 +52,35 @@ _CPU = {
     "data/n_test": 1,
     "data/stride_train": 4, "data/stride_test": 10, "data/probe": "asymmetric",
     "model/width": 16, "model/blocks": 3, "model/modes": 8,
-    "optim/lr": 1e-3, "train/max_epochs": 25, "train/batch_size": 16, "train/eval_every": 5,
+    "optim/lr": 1e-3, "train/max_epochs": 16, "train/batch_size": 16, "train/eval_every": 5,
     "train/seed": 0,
+}
+
+# The small models' learning-rate cliff sits far above upstream's scale: at the cpu preset a
+# warmup_cosine that climbs past ~1.3e-2 learns, spikes and outputs a constant for good
+# (docs/calibration.md, "A real learn-then-collapse at CPU scale"). Their ranges reach past it,
+# and their warmup ranges fit their epochs.
+_TINY_SEARCH = {
+    "optim/lr": {"low": 1e-4, "high": 5e-2, "log": True},
+    "sched/warmup_epochs": {"low": 0, "high": 2},
+}
+_CPU_SEARCH = {
+    "optim/lr": {"low": 1e-4, "high": 5e-2, "log": True},
+    "sched/warmup_epochs": {"low": 2, "high": 8},
+}
+# The main job: two measured arms at the cliff, two of upstream's Stage A arms, six sampled;
+# ASHA's first rung (epoch 10) after the cliff arm's warmup peak (6), spike (7) and flag (9).
+_CPU_STUDY = {"search/num_samples": 10, "search/seed_arms": 4, "search/n_startup_trials": 6,
+              "asha/grace_period": 10}
+# Upstream's Stage A pattern at this scale (docs/calibration.md): a warmup into a peak LR past
+# the cliff learns (0.20 -> 0.12 by epoch 6), spikes at the peak (epoch 7) and outputs a
+# constant for good; per-tensor AGC 0.01 on the same schedule survives it.
+_CLIFF = {"model/arch": "hybrid", "optim/name": "adam", "optim/lr": 2e-2, "optim/beta1": 0.9,
+          "optim/beta2": 0.999, "sched/name": "warmup_cosine", "sched/warmup_epochs": 6,
+          "sched/min_ratio": 0.05}
+_CPU_ARMS = {
+    "cpu_warmup_cliff": {**_CLIFF, "clip/algorithm": "none"},
+    "cpu_warmup_cliff_agc": {**_CLIFF, "clip/algorithm": "agc", "clip/threshold": 0.01},
 }
 
 _STAGE_A = {
@@ -61,9 +102,10 @@ PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset("tiny", "tests: N=32, 72x72 object, width 8, 3 levels, 3 epochs; <1 s an epoch",
-               _TINY),
+               _TINY, search=_TINY_SEARCH),
         Preset("cpu", "a real small study: N=32, 118x118, width 16, modes 8, 25 epochs; ~45 s a "
-               "trial on one core", _CPU),
+               "trial on one core", _CPU, search=_CPU_SEARCH, study=_CPU_STUDY,
+               arms=_CPU_ARMS),
         Preset("stage_a", "upstream Stage A geometry (N=64, 392x392, 2+2 images, width 32, 4 "
                "levels, modes 12, 50 epochs), corrected physics; a GPU workload", _STAGE_A),
         Preset("stage_a_upstream", "stage_a with upstream's quirks: gain 16, probe/4, one-corner "

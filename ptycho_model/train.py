@@ -15,6 +15,7 @@ the test image every ``eval_every`` epochs and at the end.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -324,3 +325,20 @@ def fit(cfg: RunConfig, data: Datasets, *, on_epoch: Callable[[dict[str, Any]], 
     return FitResult(history=trainer.history, final=final, diverged=trainer.diverged,
                      collapsed=trainer.state.collapsed, model=trainer.model,
                      best_model_state=trainer.best_model_state, predictions=preds)
+
+
+def save_history(history: list[dict[str, Any]], path: str | Path) -> Path:
+    """Write a run's ``history.json``: a JSON list with one object per epoch, in epoch order,
+    each the metrics ``fit`` reported for that epoch (the names of :mod:`ptycho_model.names`,
+    ``collapsed`` and ``collapse_kind`` included; a Tune trial reports the same keys plus Tune's
+    own). Non-finite numbers are written as ``null``, so any JSON reader loads it. The one format
+    of both ``tune-ptycho train`` and every trial checkpoint (docs/design.md)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return {k: clean(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    path = Path(path)
+    path.write_text(json.dumps([clean(dict(h)) for h in history], allow_nan=False, default=float))
+    return path

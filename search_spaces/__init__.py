@@ -10,39 +10,33 @@ from __future__ import annotations
 
 from .introspection import Branch, Space, branches, distributions, run_space, suggested_params
 from .sampler import make_sampler
-from .arms import ARM_SOURCES, SEED_ARMS, project, projected_arms, seed_points
-from .spaces import (
-    DESCRIPTIONS,
-    MAX_WARMUP_EPOCHS,
-    SPACES,
-    full,
-    get_space,
-    lr_guard,
-    optimizer,
-    seeds,
-    stage_a,
+from .arms import (
+    ARM_SOURCES, SEED_ARMS, ArmProjection, project, project_arms, projected_arms, seed_points,
 )
+from .ranges import ALL, DeclaredSpace, Range
+from .spaces import DESCRIPTIONS, MAX_WARMUP_EPOCHS, SPACES, get_space, resolve_space
 
 __all__ = [
+    "ALL",
     "ARM_SOURCES",
+    "ArmProjection",
     "Branch",
     "DESCRIPTIONS",
+    "DeclaredSpace",
     "MAX_WARMUP_EPOCHS",
+    "Range",
     "SEED_ARMS",
     "SPACES",
     "Space",
     "branches",
     "distributions",
-    "full",
     "get_space",
-    "lr_guard",
     "make_sampler",
-    "optimizer",
     "project",
+    "project_arms",
     "projected_arms",
+    "resolve_space",
     "run_space",
     "seed_points",
-    "seeds",
-    "stage_a",
     "suggested_params",
 ]

@@ -9,9 +9,10 @@ preset's business and is left out.
 
 Projection rule (``projected_arms``, ``seed_points``), per space and arm:
 
-1. The arm, laid over the flattened ``RunConfig()`` defaults, answers the space; the point is the
-   names the space asks on the branch the arm selects, with those values. Keys the space does not
-   ask there are dropped; a name the arm does not set takes the config default.
+1. The arm, laid over the study's run config (``RunConfig()`` unless one is given), answers the
+   space; the point is the names the space asks on the branch the arm selects, with those values.
+   Keys the space does not ask there are dropped; a name the arm does not set takes the run
+   config's value.
 2. A categorical value that is not one of the space's choices (the AGC arm in ``lr_guard``, whose
    clipping is none | norm) leaves the arm out of that space.
 3. A numeric value outside the space's range is moved to the nearest bound: the SGD arm's
@@ -28,6 +29,7 @@ ask for exactly the point's names.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from optuna.distributions import (
@@ -42,7 +44,8 @@ from ptycho_model.config import RunConfig, flatten
 from .introspection import Space, run_space, suggested_params
 from .spaces import get_space
 
-__all__ = ["ARM_SOURCES", "SEED_ARMS", "project", "projected_arms", "seed_points"]
+__all__ = ["ARM_SOURCES", "SEED_ARMS", "ArmProjection", "project", "project_arms", "projected_arms",
+           "seed_points"]
 
 # The upstream FNO-STABILITY-OVERHAUL-001 study plans each arm comes from (docs/physics.md §7).
 _STAGE_A_PLAN = "FNO-STABILITY-OVERHAUL-001 overall plan, Stage A shoot-out (Phase 3)"
@@ -126,10 +129,11 @@ def _into_range(value: Any, dist: FloatDistribution | IntDistribution) -> float 
     return int(round(clipped)) if isinstance(dist, IntDistribution) else float(clipped)
 
 
-def project(space: str | Space, values: dict[str, Any]) -> dict[str, Any] | None:
-    """``values`` (an arm) projected onto ``space`` by rules 1-4; ``None`` where rule 2 or 4
-    applies."""
-    answers = {**flatten(RunConfig().to_dict()), **values}
+def _project(space: Space, values: dict[str, Any], base: RunConfig | None = None
+             ) -> tuple[dict[str, Any] | None, list[tuple[str, Any, Any]], str | None]:
+    """(point or None, [(path, arm value, clamped value)], why it was left out)."""
+    answers = {**flatten((base or RunConfig()).to_dict()), **values}
+    clamped: list[tuple[str, Any, Any]] = []
 
     def answer(name: str, dist: BaseDistribution) -> Any:
         if name not in answers:
@@ -137,34 +141,83 @@ def project(space: str | Space, values: dict[str, Any]) -> dict[str, Any] | None
         value = answers[name]
         if isinstance(dist, CategoricalDistribution):
             if value not in dist.choices:
-                raise _OutsideChoices(name)
+                raise _OutsideChoices(f"{name}={value} is not among {list(dist.choices)}")
             return value
         assert isinstance(dist, (FloatDistribution, IntDistribution))
-        return _into_range(value, dist)
+        moved = _into_range(value, dist)
+        if name in values and moved != value:
+            clamped.append((name, value, moved))
+        return moved
 
     try:
         point = run_space(space, answer).params
-    except _OutsideChoices:
-        return None
+    except _OutsideChoices as e:
+        return None, [], str(e)
     asked = suggested_params(space, point)
     assert asked == point, f"projection {point!r} selects another branch: {asked!r}"
     if not set(point) & set(values):  # rule 4
-        return None
-    return point
+        return None, [], "it sets none of the searched parameters"
+    return point, clamped, None
 
 
-def projected_arms(space_name: str) -> dict[str, dict[str, Any]]:
-    """``{arm name: point}`` for ``space_name``, by the module's projection rule (de-duplicated,
+def project(space: str | Space, values: dict[str, Any], base: RunConfig | None = None
+            ) -> dict[str, Any] | None:
+    """``values`` (an arm) projected onto ``space`` by rules 1-4; ``None`` where rule 2 or 4
+    applies."""
+    return _project(get_space(space) if isinstance(space, str) else space, values, base)[0]
+
+
+@dataclass(frozen=True)
+class ArmProjection:
+    """The seed arms of one space: their points, those clamped into it, those left out."""
+
+    points: dict[str, dict[str, Any]]  # arm -> point, de-duplicated, in SEED_ARMS order
+    clamped: dict[str, list[tuple[str, Any, Any]]]  # arm -> [(path, its value, the bound)]
+    dropped: dict[str, str]  # arm -> why the space cannot express it (duplicates not listed)
+
+    def summary(self, offered: int | None = None) -> str:
+        """One line: how many arms are offered, which were clamped and which dropped."""
+        n = len(self.points) if offered is None else min(offered, len(self.points))
+        arms = list(self.points)[:n]
+        total = len(self.points) + len(self.dropped)
+        parts = [f"seed arms: {n} of {total} offered ({', '.join(arms) or 'none'})"]
+        moved = {a: m for a, m in self.clamped.items() if a in arms}
+        if moved:
+            parts.append("clamped into the ranges: " + "; ".join(
+                f"{arm} " + ", ".join(f"{p} {v:g} -> {c:g}" for p, v, c in moves)
+                for arm, moves in moved.items()))
+        if self.dropped:
+            parts.append("dropped: " + "; ".join(f"{a} ({why})" for a, why in self.dropped.items()))
+        return ", ".join(parts[:1]) + ("; " + "; ".join(parts[1:]) if parts[1:] else "")
+
+
+def project_arms(space: str | Space, base: RunConfig | None = None,
+                 first: dict[str, dict[str, Any]] | None = None) -> ArmProjection:
+    """Every seed arm projected onto ``space`` by the module's projection rule; a name an arm
+    does not set takes its value in ``base`` (the study's run config; default ``RunConfig()``).
+    ``first``: arms offered before upstream's (a preset's own, measured at its scale)."""
+    space = get_space(space) if isinstance(space, str) else space
+    points: dict[str, dict[str, Any]] = {}
+    clamped: dict[str, list[tuple[str, Any, Any]]] = {}
+    dropped: dict[str, str] = {}
+    for arm, values in {**(first or {}), **SEED_ARMS}.items():
+        point, moves, why = _project(space, values, base)
+        if point is None:
+            if why != "it sets none of the searched parameters":
+                dropped[arm] = why or "?"
+        elif point not in points.values():
+            points[arm] = point
+            if moves:
+                clamped[arm] = moves
+    return ArmProjection(points, clamped, dropped)
+
+
+def projected_arms(space: str | Space) -> dict[str, dict[str, Any]]:
+    """``{arm name: point}`` for ``space``, by the module's projection rule (de-duplicated,
     first arm kept, arms the space cannot express left out)."""
-    space = get_space(space_name)
-    out: dict[str, dict[str, Any]] = {}
-    for arm, values in SEED_ARMS.items():
-        point = project(space, values)
-        if point is not None and point not in out.values():
-            out[arm] = point
-    return out
+    return project_arms(space).points
 
 
-def seed_points(space_name: str) -> list[dict[str, Any]]:
-    """The seed arms as ``points_to_evaluate`` for ``space_name`` (see the module docstring)."""
-    return list(projected_arms(space_name).values())
+def seed_points(space: str | Space) -> list[dict[str, Any]]:
+    """The seed arms as ``points_to_evaluate`` for ``space`` (see the module docstring)."""
+    return list(projected_arms(space).values())

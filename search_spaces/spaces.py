@@ -1,9 +1,12 @@
-"""Named define-by-run search spaces over the run config's ``/``-joined paths.
+"""Named search spaces over the run config's ``/``-joined paths, declared as data.
 
-Each space is a module-level function of an :class:`optuna.Trial` (Ray pickles it by reference)
-that only calls ``trial.suggest_*``, branching on categorical values, and returns ``None``:
-presets and the experiment spec own every value that is not searched. The parameter names are
-config paths (``optim/lr`` arrives in a Tune trial as ``config["optim"]["lr"]``).
+Each space is a :class:`~search_spaces.ranges.DeclaredSpace`: an ordered list of ranges, some
+conditional, which Optuna samples define-by-run (calling the space with a trial makes the
+``trial.suggest_*`` calls of every range whose condition holds). Presets and the experiment spec
+own every value that is not searched; a preset may move a range to its own scale
+(``ptycho_model.presets``: the cliff moves with model size) and a spec file's ``search.params``
+overrides, narrows or adds ranges (:func:`resolve_space`). The parameter names are config paths
+(``optim/lr`` arrives in a Tune trial as ``config["optim"]["lr"]``).
 
 The spaces follow the upstream FNO stability study's plans (``seeds.py`` lists its arms):
 
@@ -22,7 +25,8 @@ The spaces follow the upstream FNO stability study's plans (``seeds.py`` lists i
     all of the above, plus ``model/layerscale_init`` for ``stable_hybrid`` with the LayerScale
     block.
 
-Ranges (float ranges are log-uniform unless marked *uniform*):
+Ranges at upstream's scale (float ranges are log-uniform unless marked *uniform*; the cpu and
+tiny presets move ``optim/lr`` and ``sched/warmup_epochs``: ``tune-ptycho spaces --show``):
 
 =====================  ========================  =====================================
 path                   range                     suggested when
@@ -44,149 +48,114 @@ model/layerscale_init  [1e-5, 1e-1]              stable_hybrid + layerscale (ful
 algorithm; both ranges share the one config path and are log-scaled, which Optuna accepts for one
 name (grouped multivariate TPE sees both scales under that name; a joint sample that falls outside
 the current branch's range is redrawn by univariate TPE inside it). The config validator rejects
-``sched/warmup_epochs >= train/max_epochs`` for warmup_cosine, so a space that searches the warmup
-needs ``train/max_epochs > MAX_WARMUP_EPOCHS`` (the ``tiny`` preset's 3 epochs are too few).
+``sched/warmup_epochs >= train/max_epochs`` for warmup_cosine: :func:`resolve_space` refuses a
+warmup range that does not fit the preset's epochs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
-import optuna
-
-from ptycho_model.config import choices
+from ptycho_model.config import RunConfig
 from ptycho_model.errors import lookup
 
-__all__ = [
-    "DESCRIPTIONS",
-    "MAX_WARMUP_EPOCHS",
-    "SPACES",
-    "full",
-    "get_space",
-    "lr_guard",
-    "optimizer",
-    "stage_a",
-]
+from .ranges import ALL, DeclaredSpace, Range, check, override
 
-MAX_WARMUP_EPOCHS = 5  # upper bound of sched/warmup_epochs; upstream arms used 5
+__all__ = ["DESCRIPTIONS", "MAX_WARMUP_EPOCHS", "SPACES", "get_space", "resolve_space"]
 
-_LR = (1e-5, 3e-3)
-_MOMENTUM = (0.5, 0.99)
-_WEIGHT_DECAY = (1e-6, 1e-1)
-_BETA1 = (0.8, 0.95)
-_BETA2 = (0.9, 0.9999)
-_MIN_RATIO = (0.01, 0.5)
-_NORM_THRESHOLD = (0.1, 10.0)
-_AGC_THRESHOLD = (1e-3, 0.3)
-_LAYERSCALE_INIT = (1e-5, 1e-1)
-
-_STAGE_A_CLIPS = ("none", "norm", "agc")
-_LR_GUARD_CLIPS = ("none", "norm")
-_SCHEDULES = ("constant", "warmup_cosine")
-
-
-# --------------------------------------------------------------------------------------------
-# Building blocks, shared by the spaces (module-level, so the spaces stay picklable)
-# --------------------------------------------------------------------------------------------
-
-
+MAX_WARMUP_EPOCHS = 5  # upstream's scale: its arms warmed up over 5 epochs
 MAX_SEED = 2**31 - 1
 
 
-def _suggest_architecture(trial: optuna.Trial, *, with_layerscale_init: bool) -> None:
-    arch = trial.suggest_categorical("model/arch", choices("model/arch"))
-    if arch == "stable_hybrid":
-        block = trial.suggest_categorical("model/stable_block", choices("model/stable_block"))
-        if with_layerscale_init and block == "layerscale":
-            trial.suggest_float("model/layerscale_init", *_LAYERSCALE_INIT, log=True)
+def _r(path: str, *, when: dict[str, Any] | None = None, **kw: Any) -> Range:
+    return Range.from_dict(path, {**kw, **({"when": when} if when else {})})
 
 
-def _suggest_clip(trial: optuna.Trial, algorithms: tuple[str, ...]) -> None:
-    algorithm = trial.suggest_categorical("clip/algorithm", algorithms)
+# Building blocks, shared by the spaces
+_ARCH = (
+    _r("model/arch", choices=ALL),
+    _r("model/stable_block", choices=ALL, when={"model/arch": "stable_hybrid"}),
+)
+_LAYERSCALE_INIT = (
+    _r("model/layerscale_init", low=1e-5, high=1e-1, log=True,
+       when={"model/stable_block": "layerscale"}),
+)
+_LR = (_r("optim/lr", low=1e-5, high=3e-3, log=True),)
+_OPTIMIZER = (
+    _r("optim/name", choices=ALL),
+    *_LR,
+    _r("optim/momentum", low=0.5, high=0.99, when={"optim/name": "sgd"}),
+    _r("optim/weight_decay", low=1e-6, high=1e-1, log=True,
+       when={"optim/name": ["adamw", "sgd"]}),
+    _r("optim/beta1", low=0.8, high=0.95, when={"optim/name": ["adam", "adamw"]}),
+    _r("optim/beta2", low=0.9, high=0.9999, when={"optim/name": ["adam", "adamw"]}),
+)
+_SCHEDULE = (
+    _r("sched/name", choices=["constant", "warmup_cosine"]),
+    _r("sched/warmup_epochs", low=0, high=MAX_WARMUP_EPOCHS, int=True,
+       when={"sched/name": "warmup_cosine"}),
+    _r("sched/min_ratio", low=0.01, high=0.5, log=True, when={"sched/name": "warmup_cosine"}),
+)
+
+
+def _clip(algorithms: list[str]) -> tuple[Range, ...]:
     # One path, two meanings: a max gradient norm for norm, the AGC ratio lambda for agc.
-    if algorithm == "norm":
-        trial.suggest_float("clip/threshold", *_NORM_THRESHOLD, log=True)
-    elif algorithm == "agc":
-        trial.suggest_float("clip/threshold", *_AGC_THRESHOLD, log=True)
+    return (
+        _r("clip/algorithm", choices=algorithms),
+        _r("clip/threshold", low=0.1, high=10.0, log=True, when={"clip/algorithm": "norm"}),
+        _r("clip/threshold", low=1e-3, high=0.3, log=True, when={"clip/algorithm": "agc"}),
+    )
 
 
-def _suggest_lr(trial: optuna.Trial) -> None:
-    trial.suggest_float("optim/lr", *_LR, log=True)
+SPACES: dict[str, DeclaredSpace] = {s.name: s for s in (
+    DeclaredSpace("stage_a", (*_ARCH, *_clip(["none", "norm", "agc"])),
+                  "model/arch (stable_hybrid: zero_gamma | layerscale block) x clip/algorithm "
+                  "none | norm | agc, threshold per algorithm (upstream Stage A)"),
+    DeclaredSpace("lr_guard", (*_LR, *_SCHEDULE, *_clip(["none", "norm"])),
+                  "optim/lr, constant | warmup_cosine (warmup epochs, min ratio), none | norm "
+                  "clip; architecture from the preset (upstream LR + gradient-guard sweep)"),
+    DeclaredSpace("optimizer", _OPTIMIZER,
+                  "adam | adamw | sgd with optim/lr, momentum (sgd), weight decay (adamw, sgd), "
+                  "betas (adam, adamw); schedule from the preset (upstream optimizer sweep)"),
+    DeclaredSpace("seeds", (_r("train/seed", low=0, high=MAX_SEED, int=True),),
+                  "train/seed only: the preset's arm (plus --set overrides) repeated over seeds, "
+                  "to measure how often it collapses (upstream's crash-probability protocol)"),
+    DeclaredSpace("full", (*_ARCH, *_LAYERSCALE_INIT, *_OPTIMIZER, *_SCHEDULE,
+                           *_clip(["none", "norm", "agc"])),
+                  "all of stage_a, lr_guard and optimizer, plus model/layerscale_init for "
+                  "stable_hybrid with the layerscale block"),
+)}
+
+DESCRIPTIONS: dict[str, str] = {name: s.doc for name, s in SPACES.items()}
 
 
-def _suggest_schedule(trial: optuna.Trial) -> None:
-    name = trial.suggest_categorical("sched/name", _SCHEDULES)
-    if name == "warmup_cosine":
-        trial.suggest_int("sched/warmup_epochs", 0, MAX_WARMUP_EPOCHS)
-        trial.suggest_float("sched/min_ratio", *_MIN_RATIO, log=True)
-
-
-def _suggest_optimizer(trial: optuna.Trial) -> None:
-    name = trial.suggest_categorical("optim/name", choices("optim/name"))
-    _suggest_lr(trial)
-    if name == "sgd":
-        trial.suggest_float("optim/momentum", *_MOMENTUM)
-    if name in ("adamw", "sgd"):
-        trial.suggest_float("optim/weight_decay", *_WEIGHT_DECAY, log=True)
-    if name in ("adam", "adamw"):
-        trial.suggest_float("optim/beta1", *_BETA1)
-        trial.suggest_float("optim/beta2", *_BETA2)
-
-
-# --------------------------------------------------------------------------------------------
-# The spaces
-# --------------------------------------------------------------------------------------------
-
-
-def stage_a(trial: optuna.Trial) -> None:
-    """model/arch (stable_hybrid: zero_gamma | layerscale block) x clip/algorithm none | norm |
-    agc, threshold per algorithm (upstream Stage A)."""
-    _suggest_architecture(trial, with_layerscale_init=False)
-    _suggest_clip(trial, _STAGE_A_CLIPS)
-
-
-def lr_guard(trial: optuna.Trial) -> None:
-    """optim/lr, constant | warmup_cosine (warmup epochs, min ratio), none | norm clip;
-    architecture from the preset (upstream LR + gradient-guard sweep)."""
-    _suggest_lr(trial)
-    _suggest_schedule(trial)
-    _suggest_clip(trial, _LR_GUARD_CLIPS)
-
-
-def optimizer(trial: optuna.Trial) -> None:
-    """adam | adamw | sgd with optim/lr, momentum (sgd), weight decay (adamw, sgd), betas
-    (adam, adamw); schedule from the preset (upstream optimizer sweep)."""
-    _suggest_optimizer(trial)
-
-
-def full(trial: optuna.Trial) -> None:
-    """all of stage_a, lr_guard and optimizer, plus model/layerscale_init for stable_hybrid
-    with the layerscale block."""
-    _suggest_architecture(trial, with_layerscale_init=True)
-    _suggest_optimizer(trial)
-    _suggest_schedule(trial)
-    _suggest_clip(trial, _STAGE_A_CLIPS)
-
-
-def seeds(trial: optuna.Trial) -> None:
-    """train/seed only: the preset's arm (plus --set overrides) repeated over seeds, to measure
-    how often it collapses (upstream's multi-seed crash-probability protocol)."""
-    trial.suggest_int("train/seed", 0, MAX_SEED)
-
-
-SPACES: dict[str, Callable[[optuna.Trial], None]] = {
-    "stage_a": stage_a,
-    "lr_guard": lr_guard,
-    "optimizer": optimizer,
-    "seeds": seeds,
-    "full": full,
-}
-
-# A space's description is its docstring: ``tune-ptycho spaces`` prints it.
-DESCRIPTIONS: dict[str, str] = {name: " ".join((fn.__doc__ or "").split())
-                                for name, fn in SPACES.items()}
-
-
-def get_space(name: str) -> Callable[[optuna.Trial], None]:
-    """The space function registered as ``name``."""
+def get_space(name: str) -> DeclaredSpace:
+    """The named space as declared (upstream's scale, registry choices unresolved)."""
     return lookup(SPACES, name, "search/space")
+
+
+def _fit_warmup(space: DeclaredSpace, max_epochs: int) -> DeclaredSpace:
+    """The declared warmup range cut to ``max_epochs - 1`` (the config validator's bound), so
+    that a shorter run (``--max-epochs 8``) still runs its default space; a range the spec's
+    ``search.params`` gives is checked as given."""
+    top = max(0, max_epochs - 1)
+    fitted = []
+    for r in space.ranges:
+        if r.path == "sched/warmup_epochs" and not r.categorical and r.high > top:
+            r = replace(r, low=min(r.low, max(0, top - 1)), high=top)
+        fitted.append(r)
+    return replace(space, ranges=tuple(fitted))
+
+
+def resolve_space(name: str, base: RunConfig, preset_ranges: dict[str, Any] | None = None,
+                  params: dict[str, Any] | None = None) -> DeclaredSpace:
+    """The space a study searches: the named space, the preset's ranges laid over the paths it
+    has, then the spec's ``search.params`` (which may add paths), registry choices resolved, and
+    every range checked against ``base`` (the study's run config)."""
+    space = get_space(name)
+    if preset_ranges:
+        space = override(space, {p: r for p, r in preset_ranges.items() if p in space.paths})
+    space = override(_fit_warmup(space, base.train.max_epochs), params).resolved()
+    check(space, base)
+    return space

@@ -104,7 +104,7 @@ def test_report_names_best_trial_and_counts(analysed):
     assert f"errored {n.get('error', 0)}" in line
     for fig in FIGURES:
         assert f"({fig})" in text
-    for section in ("## Best trials", "## Which settings collapse most", "## Parameter importance",
+    for section in ("## Best trials", "## What collapses", "## Parameter importance",
                     "## Trials per node"):
         assert section in text
 
@@ -246,4 +246,4 @@ def test_analyze_counts_collapsed_diverged_and_errored(tiny_experiment, tmp_path
     text = (report / "report.md").read_text()
     line = next(x for x in text.splitlines() if x.startswith("Trials: "))
     assert "collapsed 1 (ratio 0, flat 1), diverged 1, errored 1" in line
-    assert "| collapse rate |" in text and "1 of 3 trials with results collapsed" in text
+    assert "| P(collapse) |" in text and "1 of 3 trials collapsed." in text

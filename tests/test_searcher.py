@@ -11,14 +11,13 @@ import pickle
 import optuna
 
 from ptycho_model import names
-from search_spaces import make_sampler
-from search_spaces.spaces import stage_a
+from search_spaces import SPACES, make_sampler
 from tune_ptycho.run.searcher import ResumableOptunaSearch, ray_optuna_state
 
 
 def _search(tmp_path) -> ResumableOptunaSearch:
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
-    return ResumableOptunaSearch(space=stage_a, metric=names.OBJECTIVE, mode=names.MODE,
+    return ResumableOptunaSearch(space=SPACES["stage_a"], metric=names.OBJECTIVE, mode=names.MODE,
                                  sampler=make_sampler(0, 2), study_name="s", storage=storage)
 
 

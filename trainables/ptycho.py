@@ -11,7 +11,6 @@ Ray 2.60 ``ray.train.report`` inside a Tune function fails the trial.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import tempfile
@@ -27,7 +26,7 @@ from ray import tune
 from ptycho_model import names
 from ptycho_model.config import RunConfig, flatten
 from ptycho_model.data import Datasets
-from ptycho_model.train import Trainer
+from ptycho_model.train import Trainer, save_history
 
 
 
@@ -77,5 +76,5 @@ def train_ptycho(config: dict[str, Any], *, base: dict[str, Any], data: Datasets
             continue
         with tempfile.TemporaryDirectory() as d:
             trainer.save(Path(d) / names.STATE_FILE)
-            (Path(d) / names.HISTORY_FILE).write_text(json.dumps(trainer.history, default=float))
+            save_history(trainer.history, Path(d) / names.HISTORY_FILE)
             tune.report(row, checkpoint=tune.Checkpoint.from_directory(d))

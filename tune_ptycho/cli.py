@@ -124,9 +124,29 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_spaces(args: argparse.Namespace) -> int:
     from search_spaces import DESCRIPTIONS, SPACES
 
-    for name in SPACES:
-        print(f"{name:10s} {DESCRIPTIONS.get(name, '')}")
+    if not args.show:
+        for name in SPACES:
+            print(f"{name:10s} {DESCRIPTIONS.get(name, '')}")
+        print("(tune-ptycho spaces --show NAME [--preset P] [--spec F] prints one as searched)")
+        return EXIT_OK
+    from .spec import build_spec, read_spec_file
+
+    sets: dict[str, object] = {"search/space": args.show}
+    if args.preset:
+        sets["preset"] = args.preset
+    spec = build_spec(read_spec_file(args.spec) if args.spec else None, sets=sets)
+    print(describe_space(spec))
     return EXIT_OK
+
+
+def describe_space(spec) -> str:
+    """The space a study searches, one range a line, and the seed arms it starts from."""
+    s = spec.search
+    lines = [f"space {s.space} at preset {spec.preset} ({spec.run.train.max_epochs} epochs): "
+             f"{spec.space.doc}", *spec.space.lines()]
+    if s.seed_points:
+        lines.append(spec.arm_projection.summary(len(spec.offered_arms)))
+    return "\n".join(lines)
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -295,7 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write its best weights as a plain state dict (+ FILE.json: its config)")
     b.set_defaults(func=cmd_best)
 
-    sub.add_parser("spaces", help="list search spaces").set_defaults(func=cmd_spaces)
+    sp = sub.add_parser("spaces", help="list search spaces, or show one as a study searches it")
+    sp.add_argument("--show", metavar="NAME", help="print this space's ranges as searched")
+    sp.add_argument("--preset", help="with --show: the preset whose ranges apply (default: cpu)")
+    sp.add_argument("--spec", metavar="FILE", help="with --show: a spec file (search.params)")
+    sp.set_defaults(func=cmd_spaces)
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
     sub.add_parser("paths", help="list every config path and its default").set_defaults(
         func=cmd_paths)

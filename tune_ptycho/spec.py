@@ -33,6 +33,12 @@ class SearchSpec:
     max_concurrent: int = 2  # trials at once (0: as many as resources allow)
     n_startup_trials: int = 6  # random trials before TPE models the space
     seed_points: bool = True  # offer the upstream seed arms as points_to_evaluate
+    seed_arms: int | None = None  # at most this many seed arms (None: as many as num_samples)
+    # search.params: {config path: range} laid over the named space (search_spaces.ranges)
+    params: dict[str, Any] = field(default_factory=dict)
+    # The space as searched (named space < preset ranges < params), recorded in spec.json:
+    # ``resume`` searches the recorded space, not whatever the code's named space is by then.
+    resolved: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,31 @@ class ExperimentSpec:
     asha: AshaSpec = field(default_factory=AshaSpec)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     storage: StorageSpec = field(default_factory=StorageSpec)
+
+    @property
+    def space(self):
+        """The :class:`~search_spaces.ranges.DeclaredSpace` this study searches."""
+        from search_spaces import DeclaredSpace, get_space
+
+        return DeclaredSpace.from_dict(self.search.space, self.search.resolved,
+                                       doc=get_space(self.search.space).doc)
+
+    @property
+    def offered_arms(self) -> dict[str, dict[str, Any]]:
+        """The seed arms this study enqueues (arm -> point): never more than its trials, nor
+        than ``search/seed_arms``."""
+        s = self.search
+        if not s.seed_points:
+            return {}
+        n = s.num_samples if s.seed_arms is None else min(s.seed_arms, s.num_samples)
+        return dict(list(self.arm_projection.points.items())[:n])
+
+    @property
+    def arm_projection(self):
+        """Every seed arm (the preset's own first, then upstream's) projected onto the space."""
+        from search_spaces import project_arms
+
+        return project_arms(self.space, self.run, get_preset(self.preset).arms)
 
     @property
     def asha_grace(self) -> int:
@@ -124,8 +155,12 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> None:
 
 
 def build_spec(spec_file: dict[str, Any] | None = None, flags: dict[str, Any] | None = None,
-               sets: dict[str, Any] | None = None) -> ExperimentSpec:
-    """Merge preset < spec file < flags < sets (flags and sets are flat ``a/b`` paths)."""
+               sets: dict[str, Any] | None = None, recorded: bool = False) -> ExperimentSpec:
+    """Merge preset < spec file < flags < sets (flags and sets are flat ``a/b`` paths).
+
+    The searched space is resolved from the named space, the preset's ranges and
+    ``search.params``, unless ``recorded``: an experiment's own ``spec.json`` keeps the space it
+    searched (``search.resolved``)."""
     spec_file = dict(spec_file or {})
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     sets = dict(sets or {})
@@ -144,9 +179,34 @@ def build_spec(spec_file: dict[str, Any] | None = None, flags: dict[str, Any] | 
                 raise ConfigError(f"unknown config path {path!r}"
                                   f"{closest(top, list(merged))}; sections: {', '.join(merged)}")
             set_path(merged, path, value)
+    _fit_preset_grace(preset, merged)
     spec = _assemble(preset, merged)
+    if not (recorded and spec.search.resolved):
+        spec = _with_resolved_space(spec)
     validate(spec)
     return spec
+
+
+def _fit_preset_grace(preset: str, merged: dict[str, Any]) -> None:
+    """A preset's own ASHA grace yields to a run shorter than it (``--max-epochs 8`` at the cpu
+    preset): the default formula applies then. A grace the user gave is validated as given."""
+    own = get_preset(preset).study.get("asha/grace_period")
+    asha, epochs = merged["asha"], merged["train"]["max_epochs"]
+    if own is not None and asha.get("grace_period") == own and isinstance(epochs, int) \
+            and own > epochs:
+        asha["grace_period"] = None
+
+
+def _with_resolved_space(spec: ExperimentSpec) -> ExperimentSpec:
+    from dataclasses import replace
+
+    from search_spaces import resolve_space
+
+    s = spec.search
+    if not isinstance(s.params, dict):
+        raise ConfigError(f"search.params={s.params!r} must map config paths to ranges")
+    space = resolve_space(s.space, spec.run, get_preset(spec.preset).search, s.params)
+    return replace(spec, search=replace(s, resolved=space.to_dict()))
 
 
 def lenient_spec(spec_file: dict[str, Any]) -> ExperimentSpec:
@@ -161,9 +221,12 @@ def lenient_spec(spec_file: dict[str, Any]) -> ExperimentSpec:
 
 def _defaults(preset: str) -> dict[str, Any]:
     """The preset's run config and every spec section's defaults, as one nested dict."""
-    merged: dict[str, Any] = get_preset(preset).config().to_dict()
+    p = get_preset(preset)
+    merged: dict[str, Any] = p.config().to_dict()
     for name, cls in SPEC_SECTIONS.items():
         merged[name] = asdict(cls())
+    for path, value in p.study.items():  # the preset's own study settings
+        set_path(merged, path, value)
     return merged
 
 
@@ -192,12 +255,8 @@ def validate(spec: ExperimentSpec) -> None:
     if a.grace_period is not None and not 1 <= a.grace_period <= max_epochs:
         raise ConfigError(f"asha/grace_period={a.grace_period} must be in [1, train/max_epochs="
                           f"{max_epochs}]")
-    from search_spaces import MAX_WARMUP_EPOCHS, distributions
-
-    if "sched/warmup_epochs" in distributions(s.space) and max_epochs <= MAX_WARMUP_EPOCHS:
-        raise ConfigError(f"search/space={s.space!r} searches sched/warmup_epochs up to "
-                          f"{MAX_WARMUP_EPOCHS}, so train/max_epochs={max_epochs} must be > "
-                          f"{MAX_WARMUP_EPOCHS}")
+    if s.seed_arms is not None and s.seed_arms < 0:
+        raise ConfigError(f"search/seed_arms={s.seed_arms} must be >= 0")
     if a.reduction_factor < 2:
         raise ConfigError(f"asha/reduction_factor={a.reduction_factor} must be >= 2")
     if a.brackets < 1:

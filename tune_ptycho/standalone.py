@@ -14,7 +14,7 @@ from ptycho_model import names
 from ptycho_model.config import RunConfig
 from ptycho_model.data import simulate
 from ptycho_model.npz_io import save_datasets
-from ptycho_model.train import Trainer
+from ptycho_model.train import Trainer, save_history
 
 from .analysis.canvas import reconstruction_figure
 from .analysis.plots import history_figure
@@ -65,14 +65,7 @@ def run_train(cfg: RunConfig, out: Path, threads: int | None = None) -> dict[str
     bar.close()
     history = [{k: v for k, v in h.items()} for h in trainer.history]
     final = history[-1]
-    write_json(out / names.HISTORY_FILE, {
-        "train_loss": [h[names.TRAIN_LOSS] for h in history],
-        "val_loss": [h[names.VAL_LOSS] for h in history],
-        "lr": [h[names.LR] for h in history],
-        "grad_norm": [h[names.GRAD_NORM] for h in history],
-        "output_std": [h[names.OUTPUT_STD] for h in history],
-        "epochs": history,
-    })
+    save_history(history, out / names.HISTORY_FILE)
     eval_keys = [k for k in final
                  if k in names.EVAL_METRICS or k.startswith(names.BEST_CKPT_PREFIX)]
     metrics = {k: final[k] for k in eval_keys}

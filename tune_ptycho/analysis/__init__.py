@@ -11,6 +11,7 @@ study; needs no running Ray. Writes ``<experiment>/report/``:
 ``params_vs_loss.png``  best_val_loss against each searched parameter
 ``best_reconstruction.png``  the best trial's best-val_loss checkpoint on test image 0
 ``trials_per_node.png`` trials per node, and a timeline of trials
+``collapse.png``        what collapses: P(collapse) per parameter, an outcome map, the spike
 ``report.md``           the summary, with the figures linked
 
 Every file is written whatever the experiment holds (errored trials, empty ``result.json``, no
@@ -33,10 +34,10 @@ from .load import (  # noqa: F401
     load_experiment,
 )
 from .markdown import (  # noqa: F401
-    collapse_tables, counts, counts_line, importance_lines, node_table, spec_lines, varying_params,
+    counts, counts_line, importance_lines, node_table, spec_lines, varying_params,
 )
 from .plots import (  # noqa: F401
-    COLORS, FIGURES, MARKERS, best_reconstruction_figure, learning_curves_figure,
+    COLORS, FIGURES, MARKERS, best_reconstruction_figure, collapse_figure, learning_curves_figure,
     params_vs_loss_figure, trials_per_node_figure,
 )
 from .report import REPORT_DIR, Report, analyze, build_report  # noqa: F401

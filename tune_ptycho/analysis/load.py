@@ -256,7 +256,7 @@ def load_experiment(path: str | Path, with_study: bool = True) -> Experiment:
         t.rank = i
     if with_study:
         try:
-            from ..study import load_study
+            from ..storage.study import load_study
 
             exp.study = load_study(info.study_url, info.name)
         except Exception as e:  # noqa: BLE001 - no study, another backend, a locked file

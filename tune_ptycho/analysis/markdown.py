@@ -1,5 +1,5 @@
 """The report's Markdown pieces: value formatting, tables, and the sections that summarise the
-experiment (spec, outcome counts, which settings collapse, parameter importance, nodes).
+experiment (spec, outcome counts, what collapses, parameter importance, nodes).
 
 Each returns lines; pandas and optuna are imported where used. Leaves out the assembly of
 ``report.md`` and the files beside it (``report``).
@@ -10,10 +10,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ptycho_model import names
+
+from .collapses import SPIKE_FACTOR
 from .load import (
     COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, FINISHED, OUTCOME_LABELS, OUTCOMES,
     STOPPED_EARLY, UNFINISHED, Experiment,
@@ -83,77 +87,108 @@ def params_text(row: pd.Series, params: list[str]) -> str:
     return ", ".join(parts) or "–"
 
 
-def collapse_tables(df: pd.DataFrame, kinds: dict[str, str]) -> list[str]:
-    import pandas as pd
-    d = df[df["outcome"].isin([FINISHED, STOPPED_EARLY, COLLAPSED_RATIO, COLLAPSED_FLAT, DIVERGED])]
-    if d.empty:
-        return ["No trial reported a result."]
-    col = d["outcome"].isin([COLLAPSED_RATIO, COLLAPSED_FLAT])
-    n_col = int(col.sum())
-    lines = [f"{n_col} of {len(d)} trials with results collapsed."]
-    if n_col == 0:
-        return lines
-    cat_rows, num_rows = [], []
-    for p, kind in kinds.items():
-        if p not in d:
-            continue
-        present = d[p].notna()
-        if kind == "categorical":
-            for v in sorted({str(x) for x in d.loc[present, p]}):
-                m = present & (d[p].astype(str) == v)
-                k = int((m & col).sum())
-                cat_rows.append([p, v, int(m.sum()), k, k / m.sum() if m.sum() else 0.0])
-        else:
-            x = pd.to_numeric(d[p], errors="coerce")
-            a, b = x[col & x.notna()], x[~col & x.notna()]
-            num_rows.append([p, a.mean() if len(a) else None, b.mean() if len(b) else None,
-                             len(a), len(b)])
-    if cat_rows:
-        cat_rows.sort(key=lambda r: (-r[4], r[0], r[1]))
-        for r in cat_rows:
-            r[4] = f"{r[4]:.0%}"
-        lines += ["", *md_table(["parameter", "value", "trials", "collapsed", "collapse rate"],
-                                cat_rows)]
-    if num_rows:
-        lines += ["", *md_table(["parameter", "mean (collapsed)", "mean (not collapsed)",
-                                 "n collapsed", "n not collapsed"], num_rows)]
-    return lines
+@dataclass(frozen=True)
+class Importance:
+    """Optuna's parameter importance over the study's COMPLETE trials, or why there is none."""
+
+    values: dict[str, float]
+    n_complete: int
+    fixed: list[str]  # parameters with a single value across the COMPLETE trials
+    why_none: str | None = None
 
 
-def importance_lines(exp: Experiment) -> list[str]:
+def param_importance(exp: Experiment, target=None) -> Importance:
+    """``get_param_importances`` (default evaluator) for the objective, or for ``target`` (a
+    function of a FrozenTrial: the collapse flag), over the parameters that vary."""
     if exp.study is None:
-        return [f"Study not available ({exp.study_error or 'not loaded'}): no importances."]
-    try:
-        import optuna
+        return Importance({}, 0, [], f"study not available ({exp.study_error or 'not loaded'})")
+    import optuna
 
+    try:
         complete = exp.study.get_trials(deepcopy=False,
                                         states=(optuna.trial.TrialState.COMPLETE,))
         if len(complete) < 2:
-            return [f"Not enough completed trials for parameter importance "
-                    f"({len(complete)} COMPLETE in the study)."]
+            return Importance({}, len(complete), [],
+                              f"{len(complete)} COMPLETE trials in the study")
         values: dict[str, set[str]] = {}
         for tr in complete:
             for k, v in tr.params.items():
                 values.setdefault(k, set()).add(repr(v))
         varying = [k for k, v in values.items() if len(v) > 1]
+        fixed = sorted(set(values) - set(varying))
         if not varying:
-            return [f"Not enough completed trials for parameter importance (no parameter takes "
-                    f"two values over the {len(complete)} COMPLETE trials)."]
+            return Importance({}, len(complete), fixed, "no parameter takes two values")
+        if target is not None and len({target(t) for t in complete}) < 2:
+            return Importance({}, len(complete), fixed, "the target is the same for every trial")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            imp = optuna.importance.get_param_importances(exp.study, params=varying)
+            imp = optuna.importance.get_param_importances(exp.study, params=varying,
+                                                          target=target)
     except Exception as e:  # noqa: BLE001 - too few trials, a single-value parameter, ...
-        return [f"Not enough completed trials for parameter importance ({type(e).__name__}: {e})."]
+        return Importance({}, 0, [], f"{type(e).__name__}: {e}")
     if not imp:
-        return ["Not enough completed trials for parameter importance (no parameter varies)."]
-    lines = [f"Optuna `get_param_importances` (default evaluator) over {len(complete)} COMPLETE "
-             "study trials" + (" — few trials, read it as a hint only." if len(complete) < 10
+        return Importance({}, len(complete), fixed, "no parameter varies")
+    return Importance(dict(imp), len(complete), fixed)
+
+
+def importance_lines(exp: Experiment) -> list[str]:
+    imp = param_importance(exp)
+    if imp.why_none:
+        return [f"Not enough completed trials for parameter importance ({imp.why_none})."]
+    lines = [f"Optuna `get_param_importances` (default evaluator) over {imp.n_complete} COMPLETE "
+             "study trials" + (" — few trials, read it as a hint only." if imp.n_complete < 10
                                else "."), ""]
-    lines += md_table(["parameter", "importance"], [[k, v] for k, v in imp.items()])
-    fixed = sorted(set(values) - set(varying))
-    if fixed:
+    lines += md_table(["parameter", "importance"], [[k, v] for k, v in imp.values.items()])
+    if imp.fixed:
         lines += ["", "Not ranked (a single value across the COMPLETE trials): "
-                      f"{', '.join(fixed)}."]
+                      f"{', '.join(imp.fixed)}."]
+    return lines
+
+
+def what_collapses_lines(exp: Experiment, df: pd.DataFrame, kinds: dict[str, str], bins: list,
+                         for_collapse: Importance) -> list[str]:
+    """The "What collapses" section: the verdict, the collapsed trials, P(collapse) per
+    parameter with its counts, and the importance for collapse beside that for the objective."""
+    from .collapses import COLLAPSED, collapse_epoch, spike_epoch, verdict_lines
+
+    lines = [*verdict_lines(df, kinds, bins), ""]
+    collapsed = [t for t in exp.trials if t.outcome in COLLAPSED]
+    if collapsed:
+        rows = []
+        for t in collapsed:
+            last = t.last
+            rows.append([f"`{t.trial_id}`", OUTCOME_LABELS[t.outcome],
+                         last.get(names.BEST_VAL_LOSS), last.get(names.BEST_EPOCH),
+                         spike_epoch(t) or "-", collapse_epoch(t) or "-",
+                         last.get(names.EPOCH), last.get(names.VAL_LOSS)])
+        lines += md_table(["trial", "kind", "best val_loss", "best epoch", "spike epoch",
+                           "flagged at", "stopped at", "val_loss at stop"], rows)
+        lines += ["", f"A spike is an epoch whose val_loss or train_loss exceeds "
+                      f"{SPIKE_FACTOR:g}x the best val_loss before it.", ""]
+    nonempty: dict[str, int] = {}
+    for b in bins:
+        nonempty[b.param] = nonempty.get(b.param, 0) + (b.n > 0)
+    shown = [b for b in bins if b.n and nonempty[b.param] > 1]  # parameters that vary
+    if shown:
+        lines += ["P(collapse) per searched parameter, over the trials that have it (a "
+                  "conditional parameter exists only where its condition held):", ""]
+        lines += md_table(["parameter", "value / bin", "trials", "collapsed", "P(collapse)"],
+                          [[b.param, b.label, b.n, b.collapsed, f"{b.p:.0%}"] for b in shown])
+        lines.append("")
+    objective = param_importance(exp)
+    if for_collapse.why_none and objective.why_none:
+        lines.append(f"Importance: none ({for_collapse.why_none}).")
+    else:
+        ps = list(dict.fromkeys([*for_collapse.values, *objective.values]))
+        lines += ["Optuna's importance with the collapse flag as the target, beside the "
+                  f"importance for the objective ({for_collapse.n_complete or objective.n_complete}"
+                  " COMPLETE trials; a conditional parameter is skipped):", ""]
+        lines += md_table(["parameter", "for collapse", "for the objective"],
+                          [[p, for_collapse.values.get(p, "-"), objective.values.get(p, "-")]
+                           for p in ps])
+        if for_collapse.why_none:
+            lines += ["", f"No importance for collapse: {for_collapse.why_none}."]
+    lines += ["", "![what collapses](collapse.png)"]
     return lines
 
 

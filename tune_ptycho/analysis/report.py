@@ -19,15 +19,16 @@ from ptycho_model import names
 from ..storage.fs import is_remote
 from .best import best_checkpoint_dir, shown_path
 from .load import ERROR, FINISHED, OUTCOME_LABELS, load_experiment
+from .collapses import collapse_bins, collapse_flag
 from .markdown import (
-    collapse_tables, counts_line, fmt, importance_lines, md_table, node_table, spec_lines,
-    params_text, varying_params,
+    counts_line, fmt, importance_lines, md_table, node_table, param_importance, params_text,
+    spec_lines, varying_params, what_collapses_lines,
+)
+from .plots import (
+    best_reconstruction_figure, collapse_figure, learning_curves_figure, params_vs_loss_figure,
+    placeholder, trials_per_node_figure,
 )
 from .ranking import scores_line
-from .plots import (
-    best_reconstruction_figure, learning_curves_figure, params_vs_loss_figure, placeholder,
-    trials_per_node_figure,
-)
 from .tables import param_kinds, results_frame, searched_params, trials_frame, write_parquet
 
 if TYPE_CHECKING:  # pandas is imported where used: every CLI command imports this package
@@ -138,14 +139,23 @@ def build_report(path: str | Path, out: str | Path | None = None,
         lines += md_table(["trial", "status", "results", "error"],
                           [[f"`{r['trial_id']}`", r.get("status"), r.get("n_results"),
                             r.get("error")] for _, r in errs.iterrows()])
-    lines += ["", "## Which settings collapse most", "", *collapse_tables(df, kinds)]
+    bins = collapse_bins(df, kinds)
+    for_collapse = param_importance(exp, target=collapse_flag)
+    lines += ["", "## What collapses", "",
+              *what_collapses_lines(exp, df, kinds, bins, for_collapse)]
+    try:
+        collapse_figure(exp, df, kinds, bins, for_collapse.values, report_dir / "collapse.png")
+    except Exception as e:  # noqa: BLE001 - a figure must not cost the report
+        placeholder(report_dir / "collapse.png", "what collapses", f"not drawn: {e}")
+        notes.append(f"collapse.png: not drawn ({type(e).__name__}: {e})")
     lines += ["", "## Parameter importance", "", *importance_lines(exp)]
     lines += ["", "## Trials per node", "", *node_table(df)]
     lines += ["", "## Figures", "",
               "![learning curves](learning_curves.png)", "",
               "![parameters vs loss](params_vs_loss.png)", "",
               "![best reconstruction](best_reconstruction.png)", "",
-              "![trials per node](trials_per_node.png)"]
+              "![trials per node](trials_per_node.png)", "",
+              "![what collapses](collapse.png)"]
     if exp.spec_note:
         notes.append(exp.spec_note)
     if rec_note and ranked:

@@ -160,7 +160,7 @@ def param_kinds(exp: Experiment, params: list[str], df: pd.DataFrame) -> dict[st
     try:
         from search_spaces import distributions
 
-        for k, ds in distributions(exp.spec.search.space).items():
+        for k, ds in distributions(exp.spec.space).items():
             if k not in dists:
                 dists[k] = list(ds)
     except Exception:  # noqa: BLE001

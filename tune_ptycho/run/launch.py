@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 
+from ..analysis.collapses import collapse_summary
 from ..analysis.ranking import best_lines, rank_key
 from ..cluster.resources import check_request, connect
 from ..exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIAL_ERRORS
@@ -59,6 +60,8 @@ def run(spec: ExperimentSpec, address: str | None = None, dashboard: bool = True
     info = create_experiment(spec, name, manifest)
     print(f"experiment {info.uri}: space {spec.search.space}, preset {spec.preset}, "
           f"{spec.search.num_samples} trials, {spec.run.train.max_epochs} epochs max")
+    if spec.search.seed_points:
+        print(spec.arm_projection.summary(len(spec.offered_arms)))
     cb = ProgressCallback(spec.search.num_samples, spec.run.train.max_epochs, enabled=progress)
     callbacks = [cb] + ([guard] if guard else [])
     tuner = build_tuner(spec, slim_for_trials(data), name, info.storage_path, info.study_url,
@@ -128,6 +131,7 @@ def finish(info: ExperimentInfo, results) -> int:
         if failed:
             print(f"study: {failed} trial(s) left RUNNING by an interrupted driver marked FAIL")
     best = best_result(results)
+    print(collapse_summary([r.metrics for r in results]))
     if best is not None:
         print_best(best)
     print(f"experiment: {info.uri}")

@@ -11,7 +11,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from ptycho_model import names
 from ptycho_model.data import Datasets
-from search_spaces import SPACES, make_sampler, seed_points
+from search_spaces import make_sampler
 from trainables.ptycho import train_ptycho
 
 from .searcher import ResumableOptunaSearch
@@ -33,11 +33,12 @@ def make_trainable(spec: ExperimentSpec, data: Datasets):
 
 def make_searcher(spec: ExperimentSpec, study_url: str, study_name: str) -> ResumableOptunaSearch:
     s = spec.search
-    # Never enqueue more arms than trials: a leftover would sit WAITING in the study forever.
-    points = seed_points(s.space)[: s.num_samples] if s.seed_points else None
+    # Never more arms than trials (offered_arms caps them): a leftover would sit WAITING in the
+    # study forever.
+    points = list(spec.offered_arms.values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for multivariate/group
-        return ResumableOptunaSearch(space=SPACES[s.space], metric=names.OBJECTIVE, mode=names.MODE,
+        return ResumableOptunaSearch(space=spec.space, metric=names.OBJECTIVE, mode=names.MODE,
                                      points_to_evaluate=points or None,
                                      sampler=make_sampler(s.seed, s.n_startup_trials),
                                      study_name=study_name, storage=open_storage(study_url))

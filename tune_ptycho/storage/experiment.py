@@ -62,7 +62,7 @@ class ExperimentInfo:
         uri = uri if is_remote(uri) else str(Path(uri).expanduser().resolve())
         if not exists(uri.rstrip("/") + "/" + SPEC_FILE):
             raise NotAnExperiment(f"{uri!r} is not a tune-ptycho experiment (no {SPEC_FILE})")
-        spec = build_spec(json.loads(read_text(uri.rstrip("/") + "/" + SPEC_FILE)))
+        spec = build_spec(json.loads(read_text(uri.rstrip("/") + "/" + SPEC_FILE)), recorded=True)
         meta = json.loads(read_text(uri.rstrip("/") + "/" + STUDY_META))
         name = uri.rstrip("/").rsplit("/", 1)[-1]
         return cls(uri=uri, name=name, storage_path=uri.rstrip("/").rsplit("/", 1)[0], spec=spec,

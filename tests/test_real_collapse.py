@@ -1,0 +1,62 @@
+"""A real learn-then-collapse through real Tune and Optuna, no fault hook.
+
+At the cpu preset a warmup_cosine that climbs past the learning-rate cliff (~1.3e-2) learns,
+takes one spike at the warmup peak and never recovers (docs/calibration.md, "A real
+learn-then-collapse at CPU scale"). The same trial at a tenth of the peak LR keeps learning. A
+two-trial study searches exactly those two peaks (``search.params`` narrows the space to them).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ptycho_model import names
+from rows import trial_rows
+from tune_ptycho.cli import main
+
+PEAK = 2e-2
+SPEC = {
+    "preset": "cpu",
+    "train": {"max_epochs": 9, "eval_every": 0},
+    # seed 0: the seeded random start draws each peak once (the test fails loudly if not)
+    "search": {"space": "lr_guard", "num_samples": 2, "n_startup_trials": 2, "seed": 0,
+               "seed_points": False,
+               "params": {"optim/lr": {"choices": [PEAK, PEAK / 10]},
+                          "sched/name": {"choices": ["warmup_cosine"]},
+                          "sched/warmup_epochs": {"choices": [6]},
+                          "sched/min_ratio": {"choices": [0.05]},
+                          "clip/algorithm": {"choices": ["none"]}}},
+    "asha": {"enabled": False},
+}
+
+
+@pytest.mark.slow
+def test_a_warmup_past_the_cliff_learns_then_is_flagged_and_a_tenth_of_it_is_not(
+        ray_session, tmp_path):
+    spec = tmp_path / "cliff.json"
+    spec.write_text(json.dumps(SPEC))
+    code = main(["run", "--spec", str(spec), "--storage", str(tmp_path), "--name", "cliff",
+                 "--no-dashboard", "--no-progress"])
+    assert code == 0
+    by_lr = {r[0]["config"]["optim"]["lr"]: r for r in trial_rows(tmp_path / "cliff").values()}
+    assert set(by_lr) == {PEAK, PEAK / 10}, by_lr.keys()  # the study ran both peaks
+    assert not any(r[0]["config"].get("faults", {}).get("allowed") for r in by_lr.values())
+
+    cliff, low = by_lr[PEAK], by_lr[PEAK / 10]
+    first, last = cliff[0][names.VAL_LOSS], cliff[-1]
+    best_epoch = last[names.BEST_EPOCH]
+    assert last[names.BEST_VAL_LOSS] < 0.8 * first and best_epoch > 1  # it learned first
+    flagged = next(r[names.EPOCH] for r in cliff if r[names.COLLAPSED])
+    assert flagged > best_epoch and last[names.EPOCH] < 9  # flagged after its best, stopped
+    assert last[names.COLLAPSED] == 1 and last[names.COLLAPSE_KIND] != names.KIND_NONE
+    assert max(r[names.VAL_LOSS] for r in cliff) > 10 * last[names.BEST_VAL_LOSS]  # the spike
+
+    assert not any(r[names.COLLAPSED] for r in low) and low[-1][names.EPOCH] == 9
+    assert low[-1][names.BEST_VAL_LOSS] < 0.8 * low[0][names.VAL_LOSS]
+
+    assert main(["analyze", str(tmp_path / "cliff")]) == 0
+    report = (tmp_path / "cliff" / "report" / "report.md").read_text()
+    assert "## What collapses" in report and "1 of 2 trials collapsed" in report
+    assert (tmp_path / "cliff" / "report" / "collapse.png").stat().st_size > 10_000

@@ -1,0 +1,193 @@
+"""What collapses: P(collapse) per searched parameter, the importance for collapse, the verdict.
+
+A trial *collapsed* when the rule flagged it (``collapsed`` in its last row: outcome ratio or
+flat). P(collapse) for a parameter is computed over the trials that have it (a conditional
+parameter such as the warmup exists only where its condition held): per value for a choice,
+in bins for a number (log-spaced where the range is log). The importance for collapse is
+Optuna's ``get_param_importances`` with the collapse flag as the target; Optuna reads COMPLETE
+trials only and skips a parameter absent from some of them, which is why collapsed trials stay
+COMPLETE in the study. A *spike* is an epoch whose val_loss or train_loss exceeds
+:data:`SPIKE_FACTOR` times the best val_loss before it: upstream's Stage A went 0.025 -> 17.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ptycho_model import names
+
+from .load import COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, FINISHED, STOPPED_EARLY
+from .load import TrialRecord, num
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["SPIKE_FACTOR", "Bin", "collapse_bins", "collapse_epoch", "collapse_flag",
+           "collapse_summary", "spike_epoch", "verdict_lines"]
+
+SPIKE_FACTOR = 10.0
+COLLAPSED = (COLLAPSED_RATIO, COLLAPSED_FLAT)
+WITH_RESULT = (FINISHED, STOPPED_EARLY, COLLAPSED_RATIO, COLLAPSED_FLAT, DIVERGED)
+
+
+def spike_epoch(t: TrialRecord) -> int | None:
+    """The first epoch whose val_loss or train_loss is above SPIKE_FACTOR x the best val_loss of
+    the epochs before it, or None."""
+    best = math.inf
+    for r in t.rows:
+        e = num(r.get(names.EPOCH))
+        losses = [num(r.get(names.VAL_LOSS)), num(r.get(names.TRAIN_LOSS))]
+        if math.isfinite(best) and any(v > SPIKE_FACTOR * best for v in losses if math.isfinite(v)):
+            return int(e)
+        v = num(r.get(names.VAL_LOSS))
+        if math.isfinite(v):
+            best = min(best, v)
+    return None
+
+
+def collapse_epoch(t: TrialRecord) -> int | None:
+    """The first epoch the rule flagged the trial collapsed, or None."""
+    for r in t.rows:
+        if num(r.get(names.COLLAPSED), 0.0) > 0:
+            return int(num(r.get(names.EPOCH)))
+    return None
+
+
+@dataclass(frozen=True)
+class Bin:
+    param: str
+    label: str  # a value, or a range "[lo, hi)"
+    n: int  # trials with the parameter in this bin
+    collapsed: int
+    lo: float | None = None
+    hi: float | None = None
+
+    @property
+    def p(self) -> float:
+        return self.collapsed / self.n if self.n else math.nan
+
+
+def _edges(x: list[float], log: bool, n_bins: int) -> list[float]:
+    lo, hi = min(x), max(x)
+    if lo == hi:
+        return [lo, hi]
+    if log and lo > 0:
+        a, b = math.log10(lo), math.log10(hi)
+        return [10 ** (a + (b - a) * i / n_bins) for i in range(n_bins + 1)]
+    return [lo + (hi - lo) * i / n_bins for i in range(n_bins + 1)]
+
+
+def collapse_bins(df: pd.DataFrame, kinds: dict[str, str], n_bins: int = 4) -> list[Bin]:
+    """P(collapse) per parameter: per value (choices) or per bin (numbers), over the trials with
+    a result that have the parameter."""
+    import pandas as pd
+
+    d = df[df["outcome"].isin(WITH_RESULT)]
+    col = d["outcome"].isin(COLLAPSED)
+    out: list[Bin] = []
+    for p, kind in kinds.items():
+        if p not in d:
+            continue
+        present = d[p].notna()
+        if kind == "categorical":
+            for v in sorted({str(x) for x in d.loc[present, p]}):
+                m = present & (d[p].astype(str) == v)
+                out.append(Bin(p, v, int(m.sum()), int((m & col).sum())))
+            continue
+        x = pd.to_numeric(d[p], errors="coerce")
+        ok = x.notna()
+        if not ok.any():
+            continue
+        edges = _edges(list(x[ok]), kind == "log", min(n_bins, max(1, int(ok.sum()) // 2)))
+        for i in range(len(edges) - 1):
+            lo, hi = edges[i], edges[i + 1]
+            last = i == len(edges) - 2
+            m = ok & (x >= lo) & ((x <= hi) if last else (x < hi))
+            out.append(Bin(p, f"[{lo:.3g}, {hi:.3g}{']' if last else ')'}", int(m.sum()),
+                           int((m & col).sum()), lo, hi))
+    return out
+
+
+def collapse_summary(finals: list[dict[str, Any]]) -> str:
+    """One line over the trials' final metrics: how many collapsed, of which kind, after what
+    best (``collapsed 3 of 16 (ratio 2, flat 1), after best val_loss 0.116-0.152 at epochs
+    2-7``)."""
+    done = [m for m in finals if m]
+    col = [m for m in done if num(m.get(names.COLLAPSED), 0.0) > 0]
+    if not col:
+        return f"collapsed 0 of {len(done)}"
+    kinds: dict[str, int] = {}
+    for m in col:
+        k = str(m.get(names.COLLAPSE_KIND))
+        kinds[k] = kinds.get(k, 0) + 1
+    best = [num(m.get(names.BEST_VAL_LOSS)) for m in col]
+    ep = [int(num(m.get(names.BEST_EPOCH), 0)) for m in col]
+
+    def span(xs: list, f) -> str:
+        return f(min(xs)) if min(xs) == max(xs) else f"{f(min(xs))}-{f(max(xs))}"
+
+    return (f"collapsed {len(col)} of {len(done)} ("
+            + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+            + f"), after best val_loss {span(best, lambda v: f'{v:.3g}')} at epoch"
+            + ("s " if len(set(ep)) > 1 else " ") + span(ep, str))
+
+
+def collapse_flag(trial) -> float:
+    """The importance target: 1 for a study trial the rule flagged collapsed, else 0."""
+    return float(num(trial.user_attrs.get(names.COLLAPSED), 0.0) > 0)
+
+
+def _split_sentence(p: str, x: list[tuple[float, bool]]) -> tuple[float, str] | None:
+    """The threshold on a numeric parameter that best separates collapsed trials from the rest."""
+    x = sorted(x)
+    best: tuple[float, str] | None = None
+    for i in range(1, len(x)):
+        if x[i][0] == x[i - 1][0]:
+            continue
+        t = math.sqrt(x[i][0] * x[i - 1][0]) if x[i - 1][0] > 0 else (x[i][0] + x[i - 1][0]) / 2
+        above = [c for v, c in x if v > t]
+        below = [c for v, c in x if v <= t]
+        pa, pb = sum(above) / len(above), sum(below) / len(below)
+        gap = abs(pa - pb)
+        if best is None or gap > best[0]:
+            hi_side, lo_side = (above, below) if pa >= pb else (below, above)
+            word = "above" if pa >= pb else "at or below"
+            other = "below" if pa >= pb else "above"
+            best = (gap, f"{p} {word} {t:.3g} collapsed {sum(hi_side)} of {len(hi_side)} trials; "
+                         f"{other} it, {sum(lo_side)} of {len(lo_side)}")
+    return best
+
+
+def verdict_lines(df: pd.DataFrame, kinds: dict[str, str], bins: list[Bin]) -> list[str]:
+    """The section's verdict in words, from the numbers: the split that best separates collapsed
+    trials, and the settings under which none collapsed."""
+    import pandas as pd
+
+    d = df[df["outcome"].isin(WITH_RESULT)]
+    col = d["outcome"].isin(COLLAPSED)
+    n, k = len(d), int(col.sum())
+    if k == 0:
+        return [f"No trial of {n} collapsed: nothing here reached the cliff."]
+    splits = []
+    for p, kind in kinds.items():
+        if p in d and kind != "categorical":
+            x = pd.to_numeric(d[p], errors="coerce")
+            pts = [(float(v), bool(c)) for v, c in zip(x, col) if pd.notna(v)]
+            if len(pts) >= 3 and (s := _split_sentence(p, pts)):
+                splits.append(s)
+    lines = [f"{k} of {n} trials collapsed."]
+    if splits:
+        lines.append(max(splits)[1] + ".")
+    safe = [b for b in bins if b.lo is None and b.n >= 2 and b.collapsed == 0]
+    risky = [b for b in bins if b.lo is None and b.n >= 2 and b.p >= 0.5]
+    if safe:
+        safest = sorted(safe, key=lambda b: -b.n)[:3]
+        lines.append("No collapse with " + ", ".join(
+            f"{b.param}={b.label} (0 of {b.n})" for b in safest) + ".")
+    if risky:
+        lines.append("Most collapses with " + ", ".join(
+            f"{b.param}={b.label} ({b.collapsed} of {b.n})"
+            for b in sorted(risky, key=lambda b: -b.p)[:3]) + ".")
+    return [" ".join(lines)]
