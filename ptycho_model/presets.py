@@ -52,7 +52,7 @@ _CPU = {
     "data/n_test": 1,
     "data/stride_train": 4, "data/stride_test": 10, "data/probe": "asymmetric",
     "model/width": 16, "model/blocks": 3, "model/modes": 8,
-    "optim/lr": 1e-3, "train/max_epochs": 16, "train/batch_size": 16, "train/eval_every": 5,
+    "optim/lr": 1e-3, "train/max_epochs": 14, "train/batch_size": 16, "train/eval_every": 5,
     "train/seed": 0,
 }
 
@@ -68,9 +68,9 @@ _CPU_SEARCH = {
     "optim/lr": {"low": 1e-4, "high": 5e-2, "log": True},
     "sched/warmup_epochs": {"low": 2, "high": 8},
 }
-# The main job: two measured arms at the cliff, two of upstream's Stage A arms, six sampled;
-# ASHA's first rung (epoch 10) after the cliff arm's warmup peak (6), spike (7) and flag (9).
-_CPU_STUDY = {"search/num_samples": 10, "search/seed_arms": 4, "search/n_startup_trials": 6,
+# The main job: two measured arms at the cliff, two of upstream's Stage A arms, four sampled;
+# ASHA's first rung (epoch 10) after the cliff arm's warmup peak (6), spike (7) and flag (8-9).
+_CPU_STUDY = {"search/num_samples": 8, "search/seed_arms": 4, "search/n_startup_trials": 4,
               "asha/grace_period": 10}
 # Upstream's Stage A pattern at this scale (docs/calibration.md): a warmup into a peak LR past
 # the cliff learns (0.20 -> 0.12 by epoch 6), spikes at the peak (epoch 7) and outputs a
@@ -103,7 +103,7 @@ PRESETS: dict[str, Preset] = {
     for p in (
         Preset("tiny", "tests: N=32, 72x72 object, width 8, 3 levels, 3 epochs; <1 s an epoch",
                _TINY, search=_TINY_SEARCH),
-        Preset("cpu", "a real small study: N=32, 118x118, width 16, modes 8, 25 epochs; ~45 s a "
+        Preset("cpu", "a real small study: N=32, 118x118, width 16, modes 8, 14 epochs; ~40 s a "
                "trial on one core", _CPU, search=_CPU_SEARCH, study=_CPU_STUDY,
                arms=_CPU_ARMS),
         Preset("stage_a", "upstream Stage A geometry (N=64, 392x392, 2+2 images, width 32, 4 "

@@ -78,7 +78,7 @@ def test_presets_move_the_ranges_and_every_preset_runs_its_default_space():
     ({"optim/lr": {"low": 0.0, "high": 1e-2}}, "log=true needs low > 0"),
     ({"optim/lr": {"low": 0.0, "high": 1e-2, "log": False}}, "optim/lr=0.0 must be > 0"),
     ({"clip/algorithm": {"choices": ["none", "clipall"]}}, "choices ['clipall'] are not"),
-    ({"sched/warmup_epochs": {"low": 2, "high": 40}}, "must be < train/max_epochs=16"),
+    ({"sched/warmup_epochs": {"low": 2, "high": 40}}, "must be < train/max_epochs=14"),
     ({"sched/min_ratio": {"low": 0.1, "high": 0.5, "when": {"optim/name": "adam"}}},
      "when names 'optim/name', which is not searched"),
     ({"clip/threshold": {"low": 1, "high": 2}}, "has 2 conditional ranges"),
