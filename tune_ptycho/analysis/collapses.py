@@ -149,6 +149,8 @@ def _split_sentence(p: str, x: list[tuple[float, bool]]) -> tuple[float, str] | 
         t = math.sqrt(x[i][0] * x[i - 1][0]) if x[i - 1][0] > 0 else (x[i][0] + x[i - 1][0]) / 2
         above = [c for v, c in x if v > t]
         below = [c for v, c in x if v <= t]
+        if len(above) < 2 or len(below) < 2:  # a split on one trial says little
+            continue
         pa, pb = sum(above) / len(above), sum(below) / len(below)
         gap = abs(pa - pb)
         if best is None or gap > best[0]:
