@@ -127,6 +127,7 @@ class TrainConfig:
     precision: str = "fp32"  # autocast dtype for the generator on CUDA; physics stays fp32
     channels_last: bool = False
     val_subset: int = 64  # patches of the fixed val subset used for output_std
+    layer_stats: bool = True  # per-block diagnostics every epoch (ptycho_model.diagnostics)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,9 @@ class CollapseConfig:
     patience: int = 2
     grace: int | None = None  # None: min(5, max_epochs // 4)
     flat_std: float = 1e-3
+    # Tune stops a flagged trial at once; false: the flags are computed and reported, and the
+    # trial trains on (to see whether it recovers). ``train`` has its own train/stop_on_collapse.
+    stop: bool = True
 
 
 @dataclass(frozen=True)

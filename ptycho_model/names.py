@@ -23,6 +23,13 @@ GRAD_NORM_MAX = "grad_norm_max"
 OUTPUT_STD = "output_std"
 EPOCH_TIME_S = "epoch_time_s"
 
+# Inside the model (ptycho_model.diagnostics), every epoch: the smallest block output's relative
+# spread and the largest block's grad-norm / weight-norm ratio go into every row; the full
+# per-block table (``LAYERS``) only into the trainer's history (history.json), not Tune's rows.
+MIN_BLOCK_REL_STD = "min_block_rel_std"
+MAX_BLOCK_GRAD_RATIO = "max_block_grad_ratio"
+LAYERS = "layers"
+
 # Reconstruction metrics, reported at eval epochs (test image 0, upstream's eval_reconstruction).
 AMP_SSIM = "amp_ssim"
 PHASE_SSIM = "phase_ssim"

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import collapse, names
+from . import collapse, diagnostics, names
 from .config import RunConfig
 from .data import Datasets
 from .device import autocast_dtype, resolve_device
@@ -43,6 +43,10 @@ class InjectedCrash(RuntimeError):
 
 def _finite(x: float) -> float:
     return x if math.isfinite(x) else names.DIVERGED_SENTINEL
+
+
+def _finite_or(x: float, default: float) -> float:
+    return x if math.isfinite(x) else default
 
 
 @dataclass
@@ -85,6 +89,8 @@ class Trainer:
         self.diverged = False
         self.history: list[dict[str, Any]] = []
         self.last_eval: tuple[np.ndarray, np.ndarray] | None = None
+        self.grads = diagnostics.GradTracker(self.model)
+        self.layer_outputs: dict[str, dict[str, Any]] = {}  # the last val pass, per block
 
     # ------------------------------------------------------------------ physics and data
     def _training_probe(self) -> np.ndarray:
@@ -112,6 +118,7 @@ class Trainer:
         self.model.train()
         n = self.x_train.shape[0]
         order = torch.randperm(n, generator=self.shuffle_gen)
+        self.grads.reset()
         params = [p for p in self.model.parameters() if p.requires_grad]
         total, count, norms = 0.0, 0, []
         for i in range(0, n, cfg.train.batch_size):
@@ -125,6 +132,8 @@ class Trainer:
                 return math.nan, math.nan, math.nan
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.train.layer_stats:
+                self.grads.step()
             norms.append(clip_gradients(params, cfg.clip))
             self.optimizer.step()
             total += float(loss.detach()) * xb.shape[0]
@@ -153,8 +162,17 @@ class Trainer:
         The complex spread, not the amplitude's alone: at high learning rates a generator can
         fit through the phase with a flat amplitude (measured: val_loss 0.028, amplitude std 0),
         which is a poor reconstruction but not the constant output the flat rule is for.
+
+        The same pass records every block's output statistics (:mod:`ptycho_model.diagnostics`)
+        through forward hooks: the per-layer diagnostics cost no extra forward.
         """
-        _, obj = self._forward_amplitude(self.x_val[: self.cfg.train.val_subset])
+        x = self.x_val[: self.cfg.train.val_subset]
+        if self.cfg.train.layer_stats:
+            with diagnostics.record_outputs(self.model, self.cfg.collapse.flat_std) as seen:
+                _, obj = self._forward_amplitude(x)
+            self.layer_outputs = dict(seen)
+        else:
+            _, obj = self._forward_amplitude(x)
         mean_amp = float(obj.abs().mean())
         if mean_amp < 1e-12:
             return 0.0
@@ -186,6 +204,7 @@ class Trainer:
                 Path(cfg.faults.crash_marker).touch()
             raise InjectedCrash(f"faults/crash_at_epoch={epoch}: injected crash")
         lr = current_lr(self.optimizer)
+        self.layer_outputs = {}
         train_loss, gnorm, gmax = self._train_epoch(epoch)
         val_loss, out_std = (math.nan, 0.0) if not math.isfinite(train_loss) else self._validate()
         if cfg.faults.collapse_at_epoch and epoch >= cfg.faults.collapse_at_epoch:
@@ -228,9 +247,18 @@ class Trainer:
             out.update(self._evaluate(self.model))
         return out
 
+    def layer_table(self) -> list[dict[str, Any]]:
+        """This epoch's per-block table: the val pass's outputs, weights, gates, gradients."""
+        if not self.cfg.train.layer_stats:
+            return []
+        return diagnostics.layer_table(self.layer_outputs, diagnostics.param_stats(self.model),
+                                       self.grads.stats())
+
     def _metrics(self, epoch: int, train_loss: float, val_loss: float, lr: float, gnorm: float,
                  gmax: float, out_std: float, t0: float) -> dict[str, Any]:
         s = self.state
+        layers = self.layer_table()
+        summ = diagnostics.summary(layers)
         diverged = self.diverged
         best = s.best_val_loss if math.isfinite(s.best_val_loss) else names.DIVERGED_SENTINEL
         return {
@@ -248,7 +276,11 @@ class Trainer:
             names.GRAD_NORM: _finite(gnorm),
             names.GRAD_NORM_MAX: _finite(gmax),
             names.OUTPUT_STD: _finite(out_std),
+            # no val pass (a diverged epoch): no spread, as output_std
+            names.MIN_BLOCK_REL_STD: _finite_or(summ[names.MIN_BLOCK_REL_STD], 0.0),
+            names.MAX_BLOCK_GRAD_RATIO: _finite(summ[names.MAX_BLOCK_GRAD_RATIO]),
             names.EPOCH_TIME_S: time.perf_counter() - t0,
+            names.LAYERS: layers,
         }
 
     # ------------------------------------------------------------------ loop control
@@ -337,6 +369,8 @@ def save_history(history: list[dict[str, Any]], path: str | Path) -> Path:
     def clean(v: Any) -> Any:
         if isinstance(v, float) and not math.isfinite(v):
             return None
+        if isinstance(v, list):
+            return [clean(x) for x in v]
         return {k: clean(x) for k, x in v.items()} if isinstance(v, dict) else v
 
     path = Path(path)

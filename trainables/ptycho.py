@@ -50,10 +50,10 @@ def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> RunConfig:
     return RunConfig.from_dict(base).with_updates(flatten(sampled))
 
 
-def ends_here(metrics: dict[str, Any], max_epochs: int) -> bool:
+def ends_here(metrics: dict[str, Any], cfg: RunConfig) -> bool:
     """Whether the trial ends after this epoch on its own (ASHA's stops come unannounced)."""
-    return (metrics[names.EPOCH] >= max_epochs or bool(metrics.get(names.COLLAPSED))
-            or bool(metrics.get(names.DIVERGED)))
+    return (metrics[names.EPOCH] >= cfg.train.max_epochs or bool(metrics.get(names.DIVERGED))
+            or (cfg.collapse.stop and bool(metrics.get(names.COLLAPSED))))
 
 
 def train_ptycho(config: dict[str, Any], *, base: dict[str, Any], data: Datasets,
@@ -70,8 +70,10 @@ def train_ptycho(config: dict[str, Any], *, base: dict[str, Any], data: Datasets
              "pid": os.getpid(), "device": str(device), "trial_start_ts": time.time(),
              "resumed_from_epoch": trainer.epoch}
     for metrics in trainer.epochs():
-        row = {**metrics, **where, "report_ts": time.time()}
-        if metrics[names.EPOCH] % checkpoint_every and not ends_here(metrics, cfg.train.max_epochs):
+        # the per-block table stays in the checkpoint's history.json; rows get its summary
+        row = {**{k: v for k, v in metrics.items() if k != names.LAYERS}, **where,
+               "report_ts": time.time()}
+        if metrics[names.EPOCH] % checkpoint_every and not ends_here(metrics, cfg):
             tune.report(row)
             continue
         with tempfile.TemporaryDirectory() as d:

@@ -104,6 +104,8 @@ def spec_from_args(args: argparse.Namespace):
     flags = {path: getattr(args, dest) for dest, path in RUN_FLAGS.items()}
     if args.no_asha:
         flags["asha/enabled"] = False
+    if args.no_collapse_stop:
+        flags["collapse/stop"] = False
     return build_spec(spec_file, flags, parse_sets(args.set))
 
 
@@ -296,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--collapse-patience", type=int, help="epochs above threshold before stop")
     r.add_argument("--collapse-grace", type=int, help="epochs before the ratio rule applies")
     r.add_argument("--flat-std", type=float, help="output std/mean below this is flat")
+    r.add_argument("--no-collapse-stop", action="store_true",
+                   help="flag collapses but stop no trial for them (see which recover)")
     r.set_defaults(func=cmd_run)
 
     rs = sub.add_parser("resume", help="continue an interrupted experiment")

@@ -116,7 +116,8 @@ def _backfill(rows: list[dict[str, Any]], d: Path) -> list[dict[str, Any]]:
     except (OSError, ValueError):
         return rows
     have = {r.get(names.EPOCH) for r in rows}
-    extra = [{**h, "restored_from_checkpoint": True} for h in history
+    extra = [{**{k: v for k, v in h.items() if k != names.LAYERS},
+              "restored_from_checkpoint": True} for h in history
              if isinstance(h, dict) and h.get(names.EPOCH) not in have]
     return newest_per_epoch(rows + extra) if extra else rows
 

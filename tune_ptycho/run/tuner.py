@@ -58,7 +58,7 @@ def run_config(spec: ExperimentSpec, name: str, storage_path: str,
     return tune.RunConfig(
         name=name,
         storage_path=storage_path,
-        stop=CollapseStopper(),
+        stop=CollapseStopper(on_collapse=spec.run.collapse.stop),
         failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=spec.storage.keep_checkpoints,
