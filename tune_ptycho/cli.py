@@ -118,9 +118,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from .crash_hunt import is_crash_hunt, report_parent
     from .run.launch import resume
+    from .storage.fs import is_remote
 
-    return resume(args.path, address=args.address, dashboard=not args.no_dashboard)
+    code = resume(args.path, address=args.address, dashboard=not args.no_dashboard)
+    uri = args.path if is_remote(args.path) else str(Path(args.path).expanduser().resolve())
+    if is_crash_hunt(uri):  # its results live in the parent experiment's report
+        report_parent(uri)
+    return code
+
+
+def cmd_crash_hunt(args: argparse.Namespace) -> int:
+    from .crash_hunt import crash_hunt
+
+    return crash_hunt(args.path, args.top, args.seeds, address=args.address,
+                      dashboard=not args.no_dashboard, progress=not args.no_progress)
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
@@ -215,10 +228,11 @@ def cmd_best(args: argparse.Namespace) -> int:
         out_dir(export.parent, "--export")
     remote = is_remote(args.path)
     with local_copy(args.path) if remote else nullcontext(Path(args.path)) as local:
-        return _print_best(local, args.path if remote else None, args.export)
+        return _print_best(local, args.path if remote else None, args.export, args.single)
 
 
-def _print_best(path: Path, shown_as: str | None, export: str | None) -> int:
+def _print_best(path: Path, shown_as: str | None, export: str | None,
+                single: bool = False) -> int:
     """The best trial of the experiment at ``path`` (named ``shown_as`` when a remote one)."""
     from .analysis import best_trial, export_best
     from .analysis.best import shown_path
@@ -231,9 +245,39 @@ def _print_best(path: Path, shown_as: str | None, export: str | None) -> int:
 
     print("\n".join(best_lines(trial_id, m.get("config") or {}, m, shown(ckpt),
                                 trial_dir=shown(trial_dir))))
+    from .analysis.crash_hunt import load_crash_hunt
+
+    hunt = load_crash_hunt(path)
+    winner = hunt.winner if hunt is not None else None
+    if winner is not None:
+        r, run = winner.row(), winner.best_run
+        print(f"robust winner (crash hunt, worst seed's final objective): the configuration of "
+              f"{winner.source_trial}: {r['collapsed']}/{r['runs']} runs crashed "
+              f"(P_crash {r['p_crash']:.2f}, 95% CI [{r['p_crash_low']:.2f}, "
+              f"{r['p_crash_high']:.2f}]), robust objective {r['robust_objective']:.4g}, "
+              f"mean best_val_loss {r['mean_best_val_loss']:.4g}; best seed run {run.trial_id} "
+              f"(train/seed={run.params.get('train/seed')})")
     if export:
-        out = export_best(path, export)
-        print(f"exported weights: {out} (state dict for build_generator; config: {out}.json)")
+        if winner is not None and not single:
+            out = export_best(hunt.path, export, trial=winner.best_run)
+            print(f"exported weights: {out}: the robust winner's configuration "
+                  f"({winner.source_trial}) with the best weights of its best seed run "
+                  f"{winner.best_run.trial_id} (config: {out}.json; --single exports the single "
+                  "best trial instead)")
+        else:
+            out = export_best(path, export)
+            print(f"exported weights: {out} (state dict for build_generator; config: "
+                  f"{out}.json)")
+    return EXIT_OK
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from .diagnose import diagnose, summary_line
+
+    if args.out:
+        out_dir(args.out, "--out")
+    for where, doc in diagnose(args.path, args.out):
+        print(summary_line(where, doc))
     return EXIT_OK
 
 
@@ -316,8 +360,29 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("best", help="the best trial: config, scores, where its best weights are")
     b.add_argument("path", help="the experiment directory (or s3:// URI)")
     b.add_argument("--export", metavar="FILE",
-                   help="write its best weights as a plain state dict (+ FILE.json: its config)")
+                   help="write its best weights as a plain state dict (+ FILE.json: its config); "
+                        "after a crash hunt, the robust winner's best seed run")
+    b.add_argument("--single", action="store_true",
+                   help="with --export after a crash hunt: the single best trial instead")
     b.set_defaults(func=cmd_best)
+
+    ch = sub.add_parser("crash-hunt", help="rerun the best configurations over new seeds: "
+                                           "P_crash, and a robust winner")
+    ch.add_argument("path", help="the experiment directory (or s3:// URI)")
+    ch.add_argument("--top", type=int, default=3,
+                    help="configurations: the trials with the lowest best_val_loss (default 3)")
+    ch.add_argument("--seeds", type=int, default=3, help="new train/seed values each (default 3)")
+    ch.add_argument("--address", help="join an existing Ray cluster")
+    ch.add_argument("--no-dashboard", action="store_true")
+    ch.add_argument("--no-progress", action="store_true")
+    ch.set_defaults(func=cmd_crash_hunt)
+
+    dg = sub.add_parser("diagnose", help="per-layer statistics of a model; where a trial went flat")
+    dg.add_argument("path", help="a trial or checkpoint dir, a state.pt, a model.pt, or an "
+                                 "experiment (its collapsed trials and its best one)")
+    dg.add_argument("--out", metavar="DIR",
+                    help="where diagnose.json and diagnose.png go (default: beside PATH)")
+    dg.set_defaults(func=cmd_diagnose)
 
     sp = sub.add_parser("spaces", help="list search spaces, or show one as a study searches it")
     sp.add_argument("--show", metavar="NAME", help="print this space's ranges as searched")

@@ -39,6 +39,9 @@ class SearchSpec:
     # The space as searched (named space < preset ranges < params), recorded in spec.json:
     # ``resume`` searches the recorded space, not whatever the code's named space is by then.
     resolved: dict[str, Any] = field(default_factory=dict)
+    # Explicit points to run, each a {config path: value} of the space (a crash hunt's
+    # configurations x seeds); when given, they replace the seed arms.
+    points: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class ExperimentSpec:
         """The seed arms this study enqueues (arm -> point): never more than its trials, nor
         than ``search/seed_arms``."""
         s = self.search
+        if s.points:
+            return {f"point_{i}": dict(p) for i, p in enumerate(s.points)}
         if not s.seed_points:
             return {}
         n = s.num_samples if s.seed_arms is None else min(s.seed_arms, s.num_samples)

@@ -81,13 +81,14 @@ def _model_config(t: TrialRecord, state: dict[str, Any], fallback: RunConfig) ->
         return fallback
 
 
-def load_best_model(path: str | Path):
-    """(model in eval mode on the CPU holding the best trial's best weights, its RunConfig, the
-    trial record, the checkpoint dir they came from, their epoch)."""
+def load_best_model(path: str | Path, trial: TrialRecord | None = None):
+    """(model in eval mode on the CPU holding the best trial's best weights — or ``trial``'s, a
+    trial of the experiment at ``path`` — its RunConfig, the trial record, the checkpoint dir
+    they came from, their epoch)."""
     from ptycho_model.generators import build_generator
 
     exp = load_experiment(path, with_study=False)
-    t = _best_record(exp)
+    t = trial or _best_record(exp)
     ckpt = best_checkpoint_dir(t)
     if ckpt is None:
         raise NoResults(f"best trial {t.trial_id} of {str(exp.path)!r} has no checkpoint left")
@@ -99,7 +100,7 @@ def load_best_model(path: str | Path):
     return model, cfg, t, ckpt, best_epoch(state)
 
 
-def export_best(path: str | Path, file: str | Path) -> Path:
+def export_best(path: str | Path, file: str | Path, trial: TrialRecord | None = None) -> Path:
     """Write the best trial's best-checkpoint weights as a plain state dict (``torch.save``) and,
     beside it, ``<file>.json``: the trial's full RunConfig dict. Rebuild with::
 
@@ -109,7 +110,7 @@ def export_best(path: str | Path, file: str | Path) -> Path:
     """
     import torch
 
-    model, cfg, t, ckpt, _ = load_best_model(path)  # proves the weights load strictly
+    model, cfg, t, ckpt, _ = load_best_model(path, trial)  # proves the weights load strictly
     state = _load_state(ckpt)
     out = Path(file).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)

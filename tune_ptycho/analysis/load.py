@@ -188,8 +188,12 @@ def _lenient_info(root: Path) -> ExperimentInfo:
         url = json.loads((root / STUDY_META).read_text())["url"]
     except (OSError, ValueError, KeyError):
         url = storage_url(str(root), spec.storage.study_storage)
+    try:
+        study_name = json.loads((root / STUDY_META).read_text()).get("study_name", "")
+    except (OSError, ValueError, AttributeError):
+        study_name = ""
     return ExperimentInfo(uri=str(root), name=root.name, storage_path=str(root.parent), spec=spec,
-                          study_url=url)
+                          study_url=url, study_name=study_name)
 
 
 def _read_trial(d: Path, states: dict[str, dict[str, Any]]) -> TrialRecord:
@@ -259,7 +263,7 @@ def load_experiment(path: str | Path, with_study: bool = True) -> Experiment:
         try:
             from ..storage.study import load_study
 
-            exp.study = load_study(info.study_url, info.name)
+            exp.study = load_study(info.study_url, info.study_name)
         except Exception as e:  # noqa: BLE001 - no study, another backend, a locked file
             exp.study_error = f"{type(e).__name__}: {e}"
     return exp

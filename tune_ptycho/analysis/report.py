@@ -18,6 +18,8 @@ from ptycho_model import names
 
 from ..storage.fs import is_remote
 from .best import best_checkpoint_dir, shown_path
+from .crash_hunt import load_crash_hunt, section_lines, write_csv
+from .layers import inside_lines, inside_rows, layers_figure, trial_history
 from .load import ERROR, FINISHED, OUTCOME_LABELS, load_experiment
 from .collapses import collapse_bins, collapse_flag
 from .markdown import (
@@ -139,6 +141,11 @@ def build_report(path: str | Path, out: str | Path | None = None,
         lines += md_table(["trial", "status", "results", "error"],
                           [[f"`{r['trial_id']}`", r.get("status"), r.get("n_results"),
                             r.get("error")] for _, r in errs.iterrows()])
+    hunt = load_crash_hunt(exp.path)
+    if hunt is not None:
+        write_csv(hunt, report_dir / "crash_hunt.csv")
+        lines += ["", "## Crash hunt", "",
+                  *section_lines(hunt, best.trial_id if best is not None else None)]
     bins = collapse_bins(df, kinds)
     for_collapse = param_importance(exp, target=collapse_flag)
     lines += ["", "## What collapses", "",
@@ -148,6 +155,10 @@ def build_report(path: str | Path, out: str | Path | None = None,
     except Exception as e:  # noqa: BLE001 - a figure must not cost the report
         placeholder(report_dir / "collapse.png", "what collapses", f"not drawn: {e}")
         notes.append(f"collapse.png: not drawn ({type(e).__name__}: {e})")
+    inside = inside_rows(exp)
+    lines += ["", "## Inside the collapsed trials", "", *inside_lines(inside)]
+    healthy = (best.trial_id, trial_history(best)) if best is not None else None
+    guarded("layers.png", layers_figure, inside, healthy, exp.spec.run.collapse.flat_std)
     lines += ["", "## Parameter importance", "", *importance_lines(exp)]
     lines += ["", "## Trials per node", "", *node_table(df)]
     lines += ["", "## Figures", "",

@@ -49,7 +49,10 @@ def _prepare(spec: ExperimentSpec, address: str | None, dashboard: bool) -> Any:
 
 
 def run(spec: ExperimentSpec, address: str | None = None, dashboard: bool = True,
-        progress: bool = True) -> int:
+        progress: bool = True, study_name: str | None = None,
+        before_fit: Any = None) -> int:
+    """Create the experiment and run it to the end. ``study_name``: see
+    :func:`create_experiment`; ``before_fit(info)`` runs once the experiment exists."""
     name = spec.storage.name or default_name(spec)
     refuse_existing(spec, name)  # before Ray starts: cheap checks first
     guard = None
@@ -57,15 +60,17 @@ def run(spec: ExperimentSpec, address: str | None = None, dashboard: bool = True
         check_writable(spec.storage.path)
         guard = check_space(spec)
     data, manifest = _prepare(spec, address, dashboard)
-    info = create_experiment(spec, name, manifest)
+    info = create_experiment(spec, name, manifest, study_name)
+    if before_fit is not None:
+        before_fit(info)
     print(f"experiment {info.uri}: space {spec.search.space}, preset {spec.preset}, "
           f"{spec.search.num_samples} trials, {spec.run.train.max_epochs} epochs max")
-    if spec.search.seed_points:
+    if spec.search.seed_points and not spec.search.points:
         print(spec.arm_projection.summary(len(spec.offered_arms)))
     cb = ProgressCallback(spec.search.num_samples, spec.run.train.max_epochs, enabled=progress)
     callbacks = [cb] + ([guard] if guard else [])
     tuner = build_tuner(spec, slim_for_trials(data), name, info.storage_path, info.study_url,
-                        callbacks)
+                        callbacks, study_name=info.study_name)
     return fit_and_finish(info, tuner)
 
 
@@ -82,7 +87,7 @@ def resume(path: str, address: str | None = None, dashboard: bool = True) -> int
         removed = drop_unreadable_error_files(Path(info.uri))
         if removed:
             print(f"removed {removed} empty error file(s) a full disk had left behind")
-    failed, requeued = repair_before_resume(info.uri, load_study(info.study_url, info.name))
+    failed, requeued = repair_before_resume(info.uri, load_study(info.study_url, info.study_name))
     if failed:
         print(f"study: {failed} trial(s) the killed driver had started but Tune never "
               f"recorded marked FAIL; {requeued} seed arm(s) among them enqueued again")

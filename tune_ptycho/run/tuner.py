@@ -69,10 +69,11 @@ def run_config(spec: ExperimentSpec, name: str, storage_path: str,
 
 
 def build_tuner(spec: ExperimentSpec, data: Datasets, name: str, storage_path: str,
-                study_url: str, callbacks: list[tune.Callback] | None = None) -> tune.Tuner:
+                study_url: str, callbacks: list[tune.Callback] | None = None,
+                study_name: str | None = None) -> tune.Tuner:
     s = spec.search
     tune_config = tune.TuneConfig(
-        search_alg=make_searcher(spec, study_url, name),
+        search_alg=make_searcher(spec, study_url, study_name or name),
         scheduler=make_scheduler(spec),
         num_samples=s.num_samples,
         max_concurrent_trials=s.max_concurrent or None,

@@ -56,6 +56,11 @@ class ExperimentInfo:
     storage_path: str
     spec: ExperimentSpec
     study_url: str
+    study_name: str = ""  # the Optuna study's name in study_url (default: the experiment's)
+
+    def __post_init__(self) -> None:
+        if not self.study_name:
+            object.__setattr__(self, "study_name", self.name)
 
     @classmethod
     def load(cls, uri: str) -> ExperimentInfo:
@@ -66,7 +71,7 @@ class ExperimentInfo:
         meta = json.loads(read_text(uri.rstrip("/") + "/" + STUDY_META))
         name = uri.rstrip("/").rsplit("/", 1)[-1]
         return cls(uri=uri, name=name, storage_path=uri.rstrip("/").rsplit("/", 1)[0], spec=spec,
-                   study_url=meta["url"])
+                   study_url=meta["url"], study_name=meta.get("study_name", name))
 
 
 def refuse_existing(spec: ExperimentSpec, name: str) -> str:
@@ -79,15 +84,19 @@ def refuse_existing(spec: ExperimentSpec, name: str) -> str:
     return uri
 
 
-def create_experiment(spec: ExperimentSpec, name: str, data_manifest: dict[str, Any]
-                      ) -> ExperimentInfo:
+def create_experiment(spec: ExperimentSpec, name: str, data_manifest: dict[str, Any],
+                      study_name: str | None = None) -> ExperimentInfo:
+    """``study_name``: the Optuna study's name (default ``name``); a follow-up experiment nested
+    in another (a crash hunt) takes one that stays unique in a shared database."""
     uri = refuse_existing(spec, name)
     url = storage_url(uri, spec.storage.study_storage)
+    study_name = study_name or name
     write_text(uri + "/" + SPEC_FILE, json.dumps(spec.to_dict(), indent=2) + "\n")
     write_text(uri + "/" + DATASET_FILE, json.dumps(data_manifest, indent=2, default=str) + "\n")
-    write_text(uri + "/" + STUDY_META, json.dumps({"url": url, "study_name": name}, indent=2))
+    write_text(uri + "/" + STUDY_META, json.dumps({"url": url, "study_name": study_name},
+                                                  indent=2))
     return ExperimentInfo(uri=uri, name=name, storage_path=uri.rsplit("/", 1)[0], spec=spec,
-                          study_url=url)
+                          study_url=url, study_name=study_name)
 
 
 def saved_trial_statuses(uri: str) -> dict[str, str]:
@@ -108,7 +117,7 @@ def saved_trial_statuses(uri: str) -> dict[str, str]:
 
 def reconcile_study(info: ExperimentInfo) -> int:
     try:
-        study = load_study(info.study_url, info.name)
+        study = load_study(info.study_url, info.study_name)
     except KeyError:
         return 0
     return fail_orphans(study)
