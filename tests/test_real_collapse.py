@@ -17,6 +17,7 @@ from rows import trial_rows
 from tune_ptycho.cli import main
 
 PEAK = 2e-2
+SPEC_FLAT_STD = 1e-3  # collapse/flat_std's default
 SPEC = {
     "preset": "cpu",
     "train": {"max_epochs": 9, "eval_every": 0},
@@ -60,3 +61,21 @@ def test_a_warmup_past_the_cliff_learns_then_is_flagged_and_a_tenth_of_it_is_not
     report = (tmp_path / "cliff" / "report" / "report.md").read_text()
     assert "## What collapses" in report and "1 of 2 trials collapsed" in report
     assert (tmp_path / "cliff" / "report" / "collapse.png").stat().st_size > 10_000
+
+    # Inside the model: a block of the cliff trial went flat, the last layer's output is flat
+    # at the end; nothing of the twin at a tenth of the peak is.
+    flat_std = SPEC_FLAT_STD
+    docs = {}
+    for lr, rows in by_lr.items():
+        trial = tmp_path / "cliff" / f"trial_{rows[0]['trial_id']}"
+        assert main(["diagnose", str(trial)]) == 0
+        docs[lr] = json.loads((trial / "diagnose.json").read_text())
+    flat = docs[PEAK]["first_flat"]
+    assert flat is not None and flat["epoch"] <= flagged, flat
+    assert docs[PEAK]["layers"][-1]["name"] == "head"
+    assert docs[PEAK]["layers"][-1]["rel_std"] < flat_std  # near zero: a constant output
+    assert docs[PEAK]["best_layers"][-1]["rel_std"] > 10 * flat_std  # its best weights were not
+    assert docs[PEAK / 10]["first_flat"] is None
+    assert min(la["rel_std"] for la in docs[PEAK / 10]["layers"]) > 10 * flat_std
+    assert "## Inside the collapsed trials" in report and f"| {flat['block']} |" in report
+    assert (tmp_path / "cliff" / "report" / "layers.png").stat().st_size > 10_000

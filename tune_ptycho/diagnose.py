@@ -220,8 +220,8 @@ def _diagnose_experiment(root: Path, out: Path) -> list[tuple[Path, dict]]:
         except NotAModel:
             continue  # a trial whose checkpoints are gone
         label = "best trial" if ranked and t is ranked[0] else t.outcome
-        done.append((out / t.trial_id, diagnose_subject(s, out / t.trial_id,
-                                                        f"{t.trial_id} ({label})")))
+        where = out / t.dir.name  # as the trial's own directory is named
+        done.append((where, diagnose_subject(s, where, f"{t.trial_id} ({label})")))
     return done
 
 
