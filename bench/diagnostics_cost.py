@@ -5,7 +5,7 @@ The diagnostics read the block outputs of the val pass that already computes ``o
 This times whole epochs of the same run both ways, interleaved, on one thread, and prints the
 ratio (target: under 3% of an epoch).
 
-    python bench/diagnostics_cost.py [--epochs 4] [--repeats 3] [--preset cpu]
+    python bench/diagnostics_cost.py [--epochs 4] [--repeats 3] [--preset cpu] [--quick]
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ def main() -> None:
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny preset, 2 x 1 epochs")
     args = ap.parse_args()
+    if args.quick:
+        args.preset, args.epochs, args.repeats = "tiny", 2, 1
     torch.set_num_threads(1)
     _common.banner("per-block diagnostics cost", vars(args))
     on, off = [], []

@@ -4,6 +4,8 @@ study."""
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import optuna
@@ -72,6 +74,20 @@ def test_ratio_rule_stops_a_learns_then_collapses_curve(ray_session, tmp_path):
     assert main(["analyze", str(tmp_path / "ratio")]) == 0
     report = (tmp_path / "ratio" / "report" / "report.md").read_text()
     assert "collapsed 1 (ratio 1, flat 0)" in report
+
+
+@pytest.mark.slow
+def test_no_collapse_stop_flags_the_same_curve_and_trains_on(ray_session, tmp_path):
+    code = main(["run", *BASE, "--num-samples", "1", "--max-epochs", "6", "--storage",
+                 str(tmp_path), "--name", "onward", "--collapse-grace", "1", "--no-collapse-stop",
+                 "--set", "faults/allowed=true", "--set", "faults/collapse_at_epoch=3",
+                 "--set", "faults/collapse_factor=8"])
+    assert code == 0
+    (r,) = trial_rows(tmp_path / "onward").values()
+    assert [row[names.EPOCH] for row in r] == [1, 2, 3, 4, 5, 6]  # not stopped at 4
+    assert [row[names.COLLAPSED] for row in r] == [0, 0, 0, 1, 1, 1]  # flagged as before
+    assert r[-1][names.COLLAPSE_KIND] == names.KIND_RATIO
+    assert json.loads((tmp_path / "onward" / "spec.json").read_text())["collapse"]["stop"] is False
 
 
 @pytest.mark.slow

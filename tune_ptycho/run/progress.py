@@ -31,6 +31,7 @@ class ProgressCallback(tune.Callback):
         self._bar: tqdm | None = None
         self._last: dict[str, dict[str, Any]] = {}
         self._seen: set[str] = set()
+        self._flagged: dict[str, int] = {}  # trial -> the epoch its collapse was first flagged
 
     def _get_bar(self) -> tqdm:
         if self._bar is None:
@@ -46,6 +47,8 @@ class ProgressCallback(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._last[trial.trial_id] = result
+        if result.get(names.COLLAPSED):
+            self._flagged.setdefault(trial.trial_id, result.get(names.EPOCH, 0))
         obj = result.get(names.OBJECTIVE)
         if obj is not None and obj < self.best:
             self.best = obj
@@ -72,6 +75,9 @@ class ProgressCallback(tune.Callback):
         status = outcome(r)
         if status == "finished" and epoch < self.max_epochs:
             status = "stopped early (ASHA)"
+        flagged = self._flagged.get(trial.trial_id)
+        if flagged and flagged < epoch:  # collapse/stop=false: it trained on
+            status += f", flagged at epoch {flagged}; ended"
         self._finish(trial, status)
 
     def on_trial_error(self, iteration, trials, trial, **info):
