@@ -113,27 +113,44 @@ def param_stats(model: nn.Module) -> dict[str, dict[str, float]]:
 
 class GradTracker:
     """Per-block pre-clip gradient norms over an epoch's steps: call :meth:`step` after each
-    ``backward()``, read :meth:`stats` (mean and max per block) and :meth:`reset`."""
+    ``backward()``, read :meth:`stats` (mean and max per block) and :meth:`reset`.
+
+    One ``_foreach_norm`` over every parameter per step, summed per block on the tensor side;
+    nothing leaves the device until :meth:`stats`."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.groups = [(name, [p for p in mod.parameters() if p.requires_grad])
-                       for name, mod in blocks(model)]
-        self.norms: dict[str, list[float]] = {name: [] for name, _ in self.groups}
+        self.names: list[str] = []
+        self.params: list[nn.Parameter] = []
+        owner: list[int] = []
+        for i, (name, mod) in enumerate(blocks(model)):
+            self.names.append(name)
+            for p in mod.parameters():
+                if p.requires_grad:
+                    self.params.append(p)
+                    owner.append(i)
+        self.owner = torch.tensor(owner, dtype=torch.long)
+        self.steps: list[torch.Tensor] = []
 
     def step(self) -> None:
-        for name, params in self.groups:
-            grads = [p.grad for p in params if p.grad is not None]
-            if grads:
-                sq = torch.stack(torch._foreach_norm(grads)).float().square().sum()
-                self.norms[name].append(float(sq.sqrt()))
+        pairs = [(p.grad, i) for p, i in zip(self.params, self.owner.tolist())
+                 if p.grad is not None]
+        if not pairs:
+            return
+        norms = torch.stack(torch._foreach_norm([g for g, _ in pairs])).float()
+        idx = torch.tensor([i for _, i in pairs], device=norms.device)
+        sq = torch.zeros(len(self.names), device=norms.device).index_add_(0, idx, norms.square())
+        self.steps.append(sq)
 
     def stats(self) -> dict[str, dict[str, float]]:
-        return {name: {"grad_norm": sum(v) / len(v), "grad_norm_max": max(v)}
-                for name, v in self.norms.items() if v}
+        if not self.steps:
+            return {}
+        per_step = torch.stack(self.steps).sqrt().cpu()  # (steps, blocks)
+        mean, top = per_step.mean(0).tolist(), per_step.max(0).values.tolist()
+        return {n: {"grad_norm": m, "grad_norm_max": t}
+                for n, m, t in zip(self.names, mean, top)}
 
     def reset(self) -> None:
-        for v in self.norms.values():
-            v.clear()
+        self.steps.clear()
 
 
 def layer_table(outputs: dict[str, dict[str, Any]], params: dict[str, dict[str, float]],

@@ -17,10 +17,13 @@ from rows import trial_rows
 from tune_ptycho.cli import main
 
 PEAK = 2e-2
+# The main job's length: its cosine, after the warmup peak, leaves the cliff trial flat
+# (a 9-epoch cosine decays faster, and the same arm then collapses by the ratio with no flat block)
+EPOCHS = 14
 SPEC_FLAT_STD = 1e-3  # collapse/flat_std's default
 SPEC = {
     "preset": "cpu",
-    "train": {"max_epochs": 9, "eval_every": 0},
+    "train": {"max_epochs": EPOCHS, "eval_every": 0},
     # seed 0: the seeded random start draws each peak once (the test fails loudly if not)
     "search": {"space": "lr_guard", "num_samples": 2, "n_startup_trials": 2, "seed": 0,
                "seed_points": False,
@@ -50,11 +53,11 @@ def test_a_warmup_past_the_cliff_learns_then_is_flagged_and_a_tenth_of_it_is_not
     best_epoch = last[names.BEST_EPOCH]
     assert last[names.BEST_VAL_LOSS] < 0.8 * first and best_epoch > 1  # it learned first
     flagged = next(r[names.EPOCH] for r in cliff if r[names.COLLAPSED])
-    assert flagged > best_epoch and last[names.EPOCH] < 9  # flagged after its best, stopped
+    assert flagged > best_epoch and last[names.EPOCH] < EPOCHS  # flagged after its best, stopped
     assert last[names.COLLAPSED] == 1 and last[names.COLLAPSE_KIND] != names.KIND_NONE
     assert max(r[names.VAL_LOSS] for r in cliff) > 10 * last[names.BEST_VAL_LOSS]  # the spike
 
-    assert not any(r[names.COLLAPSED] for r in low) and low[-1][names.EPOCH] == 9
+    assert not any(r[names.COLLAPSED] for r in low) and low[-1][names.EPOCH] == EPOCHS
     assert low[-1][names.BEST_VAL_LOSS] < 0.8 * low[0][names.VAL_LOSS]
 
     assert main(["analyze", str(tmp_path / "cliff")]) == 0
