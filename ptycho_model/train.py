@@ -359,6 +359,18 @@ def fit(cfg: RunConfig, data: Datasets, *, on_epoch: Callable[[dict[str, Any]], 
                      best_model_state=trainer.best_model_state, predictions=preds)
 
 
+def json_safe(v: Any) -> Any:
+    """``v`` with every non-finite float, in nested dicts and lists too, replaced by None: what
+    every JSON file of a run holds (any JSON reader loads it)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [json_safe(x) for x in v]
+    return v
+
+
 def save_history(history: list[dict[str, Any]], path: str | Path) -> Path:
     """Write a run's ``history.json``: a JSON list with one object per epoch, in epoch order,
     each the metrics ``fit`` reported for that epoch (the names of :mod:`ptycho_model.names`,
@@ -366,13 +378,7 @@ def save_history(history: list[dict[str, Any]], path: str | Path) -> Path:
     own). Non-finite numbers are written as ``null``, so any JSON reader loads it. The one format
     of both ``tune-ptycho train`` and every trial checkpoint (docs/design.md)."""
 
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return {k: clean(x) for k, x in v.items()} if isinstance(v, dict) else v
-
     path = Path(path)
-    path.write_text(json.dumps([clean(dict(h)) for h in history], allow_nan=False, default=float))
+    path.write_text(json.dumps([json_safe(dict(h)) for h in history], allow_nan=False,
+                               default=float))
     return path

@@ -11,7 +11,6 @@ model runs the fixed val subset of its own config's data once, with forward hook
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from ptycho_model import names
 from ptycho_model.config import RunConfig
 from ptycho_model.diagnostics import first_flat
 from ptycho_model.errors import InputError
+from ptycho_model.train import json_safe
 
 from .storage.experiment import SPEC_FILE
 
@@ -136,19 +136,9 @@ def diagnose_subject(s: Subject, out: Path, title: str = "") -> dict[str, Any]:
         doc["epochs"] = [{names.EPOCH: h[names.EPOCH], names.VAL_LOSS: h.get(names.VAL_LOSS),
                           names.LAYERS: h[names.LAYERS]} for h in s.history]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "diagnose.json").write_text(json.dumps(_clean(doc), indent=1) + "\n")
+    (out / "diagnose.json").write_text(json.dumps(json_safe(doc), indent=1) + "\n")
     diagnose_figure(doc, s.history, out / "diagnose.png", title or str(s.source))
     return doc
-
-
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_clean(x) for x in v]
-    return v
 
 
 def diagnose_figure(doc: dict[str, Any], history: list[dict[str, Any]], path: Path,

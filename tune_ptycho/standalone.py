@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +13,15 @@ from ptycho_model import names
 from ptycho_model.config import RunConfig
 from ptycho_model.data import simulate
 from ptycho_model.npz_io import save_datasets
-from ptycho_model.train import Trainer, save_history
+from ptycho_model.train import Trainer, json_safe, save_history
 
 from .analysis.canvas import reconstruction_figure
 from .analysis.plots import history_figure
 from .storage.dataset_cache import get_datasets
 
 
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_json_safe(x) for x in v]
-    return v
-
-
 def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def run_simulate(cfg: RunConfig, out: Path) -> dict[str, Path]:
