@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -75,3 +80,39 @@ def tiny_experiment(ray_session, tmp_path_factory) -> Path:
     code = main(["run", *TINY_ARGS, "--storage", str(storage), "--name", "tiny"])
     assert code == 0
     return storage / "tiny"
+
+
+S3_BUCKET = "tp-runs"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A local S3 endpoint (moto's server) with the bucket ``S3_BUCKET``; its URL."""
+    from procs import free_ports
+
+    url = f"http://127.0.0.1:{free_ports()[0]}"
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                               "-p", url.rsplit(":", 1)[1]], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{url}/{S3_BUCKET}",
+                                                              method="PUT"))
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    """The variables that point pyarrow, Ray and boto at ``endpoint``."""
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,3 +59,14 @@ def wait_for(cond: Callable[[], bool], timeout: float, proc: subprocess.Popen | 
             raise AssertionError(f"process ended before {what}:\n{proc.stdout.read()}")
         time.sleep(0.25)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def free_ports(n: int = 1) -> list[int]:
+    """``n`` distinct loopback ports free right now (all held open while choosing)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports

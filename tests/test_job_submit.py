@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,22 +19,10 @@ from pathlib import Path
 
 import pytest
 from conftest import short_tmp
-from procs import kill_session, session_pids
+from procs import free_ports, kill_session, session_pids
 from tune_ptycho.storage.experiment import result_rows
 
 BIN = Path(sys.executable).parent  # the environment's `ray` and `tune-ptycho`
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _ppid_and_sid(pid: int) -> tuple[int, int] | None:

@@ -23,7 +23,7 @@ from ptycho_model import names
 from tune_ptycho.analysis import load_experiment
 
 from conftest import short_tmp
-from procs import kill_session
+from procs import free_ports, kill_session
 from rows import assert_retries_continue, trial_rows
 
 DRIVER = Path(__file__).with_name("multinode_driver.py")
@@ -115,18 +115,6 @@ def test_multinode_gpu_packing_request_check_and_lost_node(tmp_path):
     assert found["removed_while"].removeprefix("trial_") in moved
 
 
-def _free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _fake_autoscaling_config(gcs_address: str) -> dict:
     """A complete `ray up`-style config for Ray's fake multi-node provider: the head offers
     nothing, one GPU node type starts at 0 workers (as in cluster.yaml) and may grow to 1."""
@@ -156,7 +144,7 @@ def test_wait_for_nodes_lets_an_autoscaling_cluster_add_a_gpu_node(tmp_path):
     from procs import cli
 
     temp_dir = short_tmp("tpa")
-    gcs, agent, client = _free_ports(3)
+    gcs, agent, client = free_ports(3)
     address = f"{ray.util.get_node_ip_address()}:{gcs}"
     cfg = tmp_path / "autoscaling.json"
     cfg.write_text(json.dumps(_fake_autoscaling_config(address)))

@@ -12,7 +12,11 @@ import pytest
 
 from ptycho_model import names
 from tune_ptycho.analysis import load_experiment
+from tune_ptycho.cli import main
+from tune_ptycho.exits import EXIT_BAD_INPUT
+from tune_ptycho.outcomes import FINISHED, STOPPED_EARLY
 from tune_ptycho.storage.experiment import ExperimentInfo
+from tune_ptycho.storage.lock import LOCK_FILE
 from tune_ptycho.storage.study import load_study
 
 from conftest import short_tmp
@@ -30,37 +34,42 @@ def checkpoints(exp: Path) -> dict[str, int]:
     return {d.name: len(list(d.glob("checkpoint_*"))) for d in exp.glob("trial_*")}
 
 
-@pytest.mark.slow
-def test_sigkill_twice_then_resume_accounts_for_every_trial(tmp_path):
-    env = dict(os.environ, RAY_TMPDIR=short_tmp("tpk"), PYTHONUNBUFFERED="1")
-    exp = tmp_path / "killed"
-    p = cli([*RUN, "--storage", str(tmp_path), "--name", "killed"], env)
+def drive_and_kill(exp: Path, run_args: list[str], env: dict[str, str], kills: int = 2,
+                   while_running=None) -> str:
+    """Start ``run``, SIGKILL its driver once two trials have checkpointed twice, SIGKILL the
+    first ``resume`` once it has made progress (``kills=2``), and resume to the end. Calls
+    ``while_running()`` while the first driver is alive. Returns the last driver's output."""
+    p = cli([*RUN, *run_args, "--storage", str(exp.parent), "--name", exp.name], env)
     try:
         # kill on a condition read from disk: two trials have checkpointed at least twice
         wait_for(lambda: sum(n >= 2 for n in checkpoints(exp).values()) >= 2, 180, p,
                  "two trials to checkpoint")
+        if while_running is not None:
+            while_running(p)
     finally:
         kill_session(p.pid)
     p.wait()
-    before = {t: len(r) for t, r in trial_rows(exp).items()}
-
-    # a first resume, killed again once it has made progress
-    p = cli(["resume", str(exp), "--no-dashboard"], env)
-    try:
-        wait_for(lambda: sum(len(r) for r in trial_rows(exp).values()) > sum(before.values()) + 1,
-                 180, p, "the resumed run to report")
-    finally:
-        kill_session(p.pid)
-    p.wait()
-
+    for _ in range(kills - 1):  # a resume, killed again once it has made progress
+        before = sum(len(r) for r in trial_rows(exp).values())
+        p = cli(["resume", str(exp), "--no-dashboard"], env)
+        try:
+            wait_for(lambda: sum(len(r) for r in trial_rows(exp).values()) > before + 1,
+                     180, p, "the resumed run to report")
+        finally:
+            kill_session(p.pid)
+        p.wait()
     p = cli(["resume", str(exp), "--no-dashboard"], env)
     out, _ = p.communicate(timeout=300)
     kill_session(p.pid)
     assert p.returncode == 0, out
-    shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+    return out
 
+
+def check_accounting(exp: Path, n_trials: int) -> optuna.Study:
+    """Every trial ran exactly once and continued from its checkpoint; the study matches Tune
+    one to one, with nothing left RUNNING or WAITING and each seed arm run once."""
     final = trial_rows(exp)
-    assert len(final) == N_TRIALS  # every trial exactly once, the total reaches num_samples
+    assert len(final) == n_trials  # every trial exactly once, the total reaches num_samples
     for trial_id, rows in final.items():
         assert rows, f"trial {trial_id} never reported"
         # Each worker that ran the trial went on from the epoch its checkpoint held. (Tune's
@@ -82,7 +91,7 @@ def test_sigkill_twice_then_resume_accounts_for_every_trial(tmp_path):
         assert first_after[names.EPOCH] == first_after["resumed_from_epoch"] + 1
 
     info = ExperimentInfo.load(str(exp))
-    study = load_study(info.study_url, info.name)
+    study = load_study(info.study_url, info.study_name)
     states = [t.state for t in study.trials]
     assert optuna.trial.TrialState.RUNNING not in states
     assert optuna.trial.TrialState.WAITING not in states
@@ -92,9 +101,27 @@ def test_sigkill_twice_then_resume_accounts_for_every_trial(tmp_path):
     for trial_id, rows in final.items():
         sampled = {k: v for k, v in _flat(rows[-1]["config"]).items()}
         assert by_tune[trial_id].params == sampled
+        assert by_tune[trial_id].user_attrs["outcome"] in (FINISHED, STOPPED_EARLY)
     # the seed arms ran once each: stage_a has 5 and num_samples is 5
     arms = sorted(json.dumps(t.params, sort_keys=True) for t in complete)
-    assert len(set(arms)) == len(arms) == N_TRIALS
+    assert len(set(arms)) == len(arms) == n_trials
+    return study
+
+
+@pytest.mark.slow
+def test_sigkill_twice_then_resume_accounts_for_every_trial(tmp_path, capsys):
+    env = dict(os.environ, RAY_TMPDIR=short_tmp("tpk"), PYTHONUNBUFFERED="1")
+    exp = tmp_path / "killed"
+
+    def second_driver(p) -> None:  # a second resume while the first driver lives: refused
+        assert main(["resume", str(exp), "--no-dashboard"]) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err
+        assert f"is being driven by pid {p.pid} on " in err, err
+
+    drive_and_kill(exp, [], env, kills=2, while_running=second_driver)
+    shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+    check_accounting(exp, N_TRIALS)
+    assert not (exp / LOCK_FILE).exists()  # the last driver ended cleanly and let go
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

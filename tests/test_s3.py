@@ -7,12 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -25,41 +21,11 @@ from ptycho_model.generators import build_generator
 from tune_ptycho.analysis import load_experiment
 from tune_ptycho.analysis.remote import local_copy
 
-from conftest import short_tmp
+from conftest import S3_BUCKET as BUCKET, s3_env, short_tmp
 from procs import cli, kill_session, wait_for
 
-BUCKET = "tp-runs"
 URI = f"s3://{BUCKET}/runs/s3x"
 KEY = f"{BUCKET}/runs/s3x"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                               "-p", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(urllib.request.Request(f"{url}/{BUCKET}", method="PUT"))
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.3)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
 
 
 def _fs(url: str) -> pafs.S3FileSystem:
@@ -85,9 +51,7 @@ def test_an_s3_experiment_survives_a_killed_driver_and_is_analysed_from_the_buck
         s3_endpoint, tmp_path, monkeypatch):
     fs = _fs(s3_endpoint)
     env = dict(os.environ, RAY_TMPDIR=short_tmp("tps3"), PYTHONUNBUFFERED="1",
-               AWS_ENDPOINT_URL=s3_endpoint, AWS_ACCESS_KEY_ID="test",
-               AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
-               AWS_EC2_METADATA_DISABLED="true")
+               **s3_env(s3_endpoint))
     study = tmp_path / "study.log"
     p = cli(["run", "--preset", "tiny", "--space", "stage_a", "--num-samples", "3",
              "--max-epochs", "4", "--no-asha", "--max-concurrent", "2", "--no-dashboard",
@@ -139,9 +103,8 @@ def test_an_s3_experiment_survives_a_killed_driver_and_is_analysed_from_the_buck
     assert {"report.md", "trials.csv", "learning_curves.png", "best_reconstruction.png"} <= uploaded
 
     # analysis fetches every trial's results but one checkpoint
-    for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-              "AWS_DEFAULT_REGION", "AWS_EC2_METADATA_DISABLED"):
-        monkeypatch.setenv(k, env[k])
+    for k, v in s3_env(s3_endpoint).items():
+        monkeypatch.setenv(k, v)
     with local_copy(URI) as local:
         assert len(list(local.glob("trial_*/result.json"))) == 3
         # the best's newest

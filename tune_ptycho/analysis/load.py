@@ -24,37 +24,16 @@ from ..storage.experiment import (
     RESULT_FILE, SPEC_FILE, STUDY_META, ExperimentInfo, NotAnExperiment, newest_per_epoch,
     result_rows,
 )
+from ..outcomes import (  # noqa: F401 — the outcome names are part of analysis' interface
+    COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, FINISHED, OUTCOME_LABELS, OUTCOMES,
+    STOPPED_EARLY, UNFINISHED, classify, num,
+)
 from .ranking import rank_key
 
-# Outcomes, in the order the report counts them.
-FINISHED = "finished"  # reached train/max_epochs without collapse or divergence
-STOPPED_EARLY = "stopped_early"  # ASHA stopped it before max_epochs, no collapse
-COLLAPSED_RATIO = "collapsed_" + names.KIND_RATIO
-COLLAPSED_FLAT = "collapsed_" + names.KIND_FLAT
-DIVERGED = "diverged"
-ERROR = "error"  # errored past max_failures, or left no result
-UNFINISHED = "unfinished"  # still pending / running (an interrupted experiment)
-OUTCOME_LABELS = {
-    FINISHED: "finished", STOPPED_EARLY: "stopped early (ASHA)",
-    COLLAPSED_RATIO: "collapsed (ratio)", COLLAPSED_FLAT: "collapsed (flat)",
-    DIVERGED: "diverged", ERROR: "error / no result", UNFINISHED: "unfinished",
-}
-OUTCOMES = tuple(OUTCOME_LABELS)  # in the order the report lists them
 
 
 class NoResults(InputError):
     """No trial of the experiment reported a result, so there is no best trial (exit code 2)."""
-
-
-def num(x: Any, default: float = math.nan) -> float:
-    """``x`` as a float (bools too), ``default`` when it is not a number."""
-    if isinstance(x, bool):
-        return float(x)
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return default
-    return v
 
 
 def finite(x: Any) -> float | None:
@@ -159,22 +138,7 @@ def _trial_config(base: dict[str, Any], params: dict[str, Any]) -> RunConfig | N
 
 
 def _classify(t: TrialRecord, max_epochs: int) -> str:
-    last = t.last
-    if t.status == "ERROR":
-        return ERROR
-    if not t.rows:
-        return UNFINISHED if t.status in ("PENDING", "RUNNING", "PAUSED") else ERROR
-    if num(last.get(names.DIVERGED), 0.0) > 0:
-        return DIVERGED
-    if num(last.get(names.COLLAPSED), 0.0) > 0:
-        return (COLLAPSED_FLAT if last.get(names.COLLAPSE_KIND) == names.KIND_FLAT
-                else COLLAPSED_RATIO)
-    epoch = num(last.get(names.EPOCH, last.get("training_iteration")), 0.0)
-    if epoch >= max_epochs:
-        return FINISHED
-    if t.status in ("RUNNING", "PENDING", "PAUSED"):
-        return UNFINISHED
-    return STOPPED_EARLY
+    return classify(t.last if t.rows else None, max_epochs, t.status)
 
 
 def _lenient_info(root: Path) -> ExperimentInfo:

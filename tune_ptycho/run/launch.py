@@ -19,6 +19,7 @@ from ..storage.experiment import (
     saved_trial_statuses, utc_stamp,
 )
 from ..storage.fs import check_writable, is_remote
+from ..storage.lock import DriverLock
 from ..storage.study import load_study
 from .disk_guard import check_space
 from .progress import ProgressCallback
@@ -54,24 +55,26 @@ def run(spec: ExperimentSpec, address: str | None = None, dashboard: bool = True
     """Create the experiment and run it to the end. ``study_name``: see
     :func:`create_experiment`; ``before_fit(info)`` runs once the experiment exists."""
     name = spec.storage.name or default_name(spec)
-    refuse_existing(spec, name)  # before Ray starts: cheap checks first
+    uri = refuse_existing(spec, name)  # before Ray starts: cheap checks first
     guard = None
     if not is_remote(spec.storage.path):
         check_writable(spec.storage.path)
         guard = check_space(spec)
-    data, manifest = _prepare(spec, address, dashboard)
-    info = create_experiment(spec, name, manifest, study_name)
-    if before_fit is not None:
-        before_fit(info)
-    print(f"experiment {info.uri}: space {spec.search.space}, preset {spec.preset}, "
-          f"{spec.search.num_samples} trials, {spec.run.train.max_epochs} epochs max")
-    if spec.search.seed_points and not spec.search.points:
-        print(spec.arm_projection.summary(len(spec.offered_arms)))
-    cb = ProgressCallback(spec.search.num_samples, spec.run.train.max_epochs, enabled=progress)
-    callbacks = [cb] + ([guard] if guard else [])
-    tuner = build_tuner(spec, slim_for_trials(data), name, info.storage_path, info.study_url,
-                        callbacks, study_name=info.study_name)
-    return fit_and_finish(info, tuner)
+    with DriverLock(uri):  # two `run --name X` at once: the second stops here
+        data, manifest = _prepare(spec, address, dashboard)
+        info = create_experiment(spec, name, manifest, study_name)
+        if before_fit is not None:
+            before_fit(info)
+        print(f"experiment {info.uri}: space {spec.search.space}, preset {spec.preset}, "
+              f"{spec.search.num_samples} trials, {spec.run.train.max_epochs} epochs max")
+        if spec.search.seed_points and not spec.search.points:
+            print(spec.arm_projection.summary(len(spec.offered_arms)))
+        cb = ProgressCallback(spec.search.num_samples, spec.run.train.max_epochs,
+                              enabled=progress)
+        callbacks = [cb] + ([guard] if guard else [])
+        tuner = build_tuner(spec, slim_for_trials(data), name, info.storage_path,
+                            info.study_url, callbacks, study_name=info.study_name)
+        return fit_and_finish(info, tuner)
 
 
 def resume(path: str, address: str | None = None, dashboard: bool = True) -> int:
@@ -80,21 +83,25 @@ def resume(path: str, address: str | None = None, dashboard: bool = True) -> int
     info = ExperimentInfo.load(path)
     if not tune.Tuner.can_restore(info.uri):
         raise NotAnExperiment(f"{info.uri!r} holds no Tune experiment state to resume from")
-    if not is_remote(info.uri):
-        check_space(info.spec)
-    data, _ = _prepare(info.spec, address, dashboard)
-    if not is_remote(info.uri):
-        removed = drop_unreadable_error_files(Path(info.uri))
-        if removed:
-            print(f"removed {removed} empty error file(s) a full disk had left behind")
-    failed, requeued = repair_before_resume(info.uri, load_study(info.study_url, info.study_name))
-    if failed:
-        print(f"study: {failed} trial(s) the killed driver had started but Tune never "
-              f"recorded marked FAIL; {requeued} seed arm(s) among them enqueued again")
-    print(f"resuming {info.uri}")
-    tuner = tune.Tuner.restore(info.uri, trainable=make_trainable(info.spec, slim_for_trials(data)),
-                               resume_unfinished=True, resume_errored=True)
-    return fit_and_finish(info, tuner)
+    # Before Ray and before the study repair, which would mark a live driver's trials FAIL.
+    with DriverLock(info.uri):
+        if not is_remote(info.uri):
+            check_space(info.spec)
+        data, _ = _prepare(info.spec, address, dashboard)
+        if not is_remote(info.uri):
+            removed = drop_unreadable_error_files(Path(info.uri))
+            if removed:
+                print(f"removed {removed} empty error file(s) a full disk had left behind")
+        failed, requeued = repair_before_resume(info.uri,
+                                                load_study(info.study_url, info.study_name))
+        if failed:
+            print(f"study: {failed} trial(s) the killed driver had started but Tune never "
+                  f"recorded marked FAIL; {requeued} seed arm(s) among them enqueued again")
+        print(f"resuming {info.uri}")
+        tuner = tune.Tuner.restore(info.uri, trainable=make_trainable(info.spec,
+                                                                      slim_for_trials(data)),
+                                   resume_unfinished=True, resume_errored=True)
+        return fit_and_finish(info, tuner)
 
 
 def drop_unreadable_error_files(experiment_dir: Path) -> int:

@@ -14,14 +14,7 @@ from tqdm import tqdm
 from ptycho_model import names
 
 from ..analysis.ranking import describe_params
-
-
-def outcome(result: dict[str, Any]) -> str:
-    if result.get(names.DIVERGED):
-        return "diverged"
-    if result.get(names.COLLAPSED):
-        return f"collapsed ({result.get(names.COLLAPSE_KIND, '?')})"
-    return "finished"
+from ..outcomes import OUTCOME_LABELS, classify
 
 
 class ProgressCallback(tune.Callback):
@@ -72,9 +65,7 @@ class ProgressCallback(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         r = self._last.get(trial.trial_id, {})
         epoch = r.get(names.EPOCH, 0)
-        status = outcome(r)
-        if status == "finished" and epoch < self.max_epochs:
-            status = "stopped early (ASHA)"
+        status = OUTCOME_LABELS[classify(r, self.max_epochs)]
         flagged = self._flagged.get(trial.trial_id)
         if flagged and flagged < epoch:  # collapse/stop=false: it trained on
             status += f", flagged at epoch {flagged}; ended"

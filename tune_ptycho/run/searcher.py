@@ -24,6 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ptycho_model import names
 
+from ..outcomes import classify
 from ..storage.fs import newest_entry, read_bytes
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,20 @@ def ray_optuna_state(search: OptunaSearch | dict[str, Any]
 
 
 class ResumableOptunaSearch(OptunaSearch):
+    """``max_epochs``: the trials' epoch budget, to tell a finished trial from one stopped early
+    in the ``outcome`` user attribute."""
+
+    def __init__(self, *args: Any, max_epochs: int = 0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.max_epochs = max_epochs
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        ot_trial = ray_optuna_state(self)[0].get(trial_id)
+        if config is not None and ot_trial is not None:  # a running trial is findable too
+            ot_trial.set_user_attr("tune_trial_id", trial_id)
+        return config
+
     def _finished(self, trial_id: str) -> bool:
         ot_trial = ray_optuna_state(self)[0].get(trial_id)
         if ot_trial is None:
@@ -65,12 +80,15 @@ class ResumableOptunaSearch(OptunaSearch):
             completed.add(trial_id)
             return
         ot_trial = ot_trials.get(trial_id)
-        if ot_trial is not None and result:
-            # The study alone then tells a collapsed or diverged trial from a healthy one.
+        if ot_trial is not None:
+            # The study alone then tells a collapsed or diverged trial from a healthy one, and
+            # optuna-dashboard shows what `tune-ptycho analyze` counts.
             for key in (names.COLLAPSED, names.COLLAPSE_KIND, names.DIVERGED, names.EPOCH,
                         names.BEST_VAL_LOSS, names.BEST_EPOCH):
-                if key in result:
+                if result and key in result:
                     ot_trial.set_user_attr(key, result[key])
+            ot_trial.set_user_attr("outcome", classify(  # as trials.csv's outcome column
+                result or None, self.max_epochs, "ERROR" if error else "TERMINATED"))
             ot_trial.set_user_attr("tune_trial_id", trial_id)
         super().on_trial_complete(trial_id, result, error)
 

@@ -41,7 +41,8 @@ def make_searcher(spec: ExperimentSpec, study_url: str, study_name: str) -> Resu
         return ResumableOptunaSearch(space=spec.space, metric=names.OBJECTIVE, mode=names.MODE,
                                      points_to_evaluate=points or None,
                                      sampler=make_sampler(s.seed, s.n_startup_trials),
-                                     study_name=study_name, storage=open_storage(study_url))
+                                     study_name=study_name, storage=open_storage(study_url),
+                                     max_epochs=spec.run.train.max_epochs)
 
 
 def make_scheduler(spec: ExperimentSpec):

@@ -10,8 +10,8 @@ import pyarrow.fs as pafs
 
 from ptycho_model.errors import InputError
 
-__all__ = ["StorageError", "check_writable", "exists", "is_remote", "newest_entry", "read_bytes",
-           "read_text", "write_text"]
+__all__ = ["StorageError", "check_writable", "delete", "exists", "is_remote", "newest_entry",
+           "read_bytes", "read_text", "write_text"]
 
 
 class StorageError(InputError):
@@ -65,6 +65,15 @@ def newest_entry(uri: str, prefix: str, suffix: str = "") -> str | None:
     return f"{uri.rstrip('/')}/{found[-1]}" if found else None
 
 
+def delete(uri: str) -> None:
+    """Remove the file at ``uri``; one already gone is no error."""
+    fs, path = _fs(uri)
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        pass
+
+
 def exists(uri: str) -> bool:
     fs, path = _fs(uri)
     try:
@@ -78,7 +87,6 @@ def check_writable(storage_path: str) -> None:
     probe = storage_path.rstrip("/") + "/.tune-ptycho-write-check"
     try:
         write_text(probe, "ok")
-        fs, path = _fs(probe)
-        fs.delete_file(path)
+        delete(probe)
     except OSError as e:  # pyarrow's IO errors are OSErrors too
         raise StorageError(f"storage/path={storage_path!r} is not writable: {e}") from None
