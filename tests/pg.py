@@ -85,7 +85,12 @@ class PostgresServer:
         subprocess.run([str(binaries() / "initdb"), "-D", str(self.data), "-U", "postgres",
                         "--auth=trust", "--no-sync", "--no-locale", "-E", "UTF8"],
                        check=True, capture_output=True, env=env, **self._as_server())
-        log = open(self.root / "server.log", "wb")
+        return self.restart()
+
+    def restart(self) -> PostgresServer:
+        """Start the server on its data directory and port (again, after :meth:`stop`)."""
+        env = dict(os.environ, LC_ALL="C", LANG="C")
+        log = open(self.root / "server.log", "ab")
         self.proc = subprocess.Popen(
             [str(binaries() / "postgres"), "-D", str(self.data), "-p", str(self.port),
              "-h", "127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off",

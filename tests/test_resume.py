@@ -34,15 +34,28 @@ def checkpoints(exp: Path) -> dict[str, int]:
     return {d.name: len(list(d.glob("checkpoint_*"))) for d in exp.glob("trial_*")}
 
 
+def snapshot_knows_a_running_checkpoint(exp: Path) -> bool:
+    snaps = sorted(exp.glob("experiment_state-*.json"))
+    try:
+        data = json.loads(snaps[-1].read_text()) if snaps else {}
+    except ValueError:  # caught mid-write
+        return False
+    return any(json.loads(t).get("status") == "RUNNING" and "checkpoint_0" in meta
+               for t, meta in data.get("trial_data", []))
+
+
 def drive_and_kill(exp: Path, run_args: list[str], env: dict[str, str], kills: int = 2,
                    while_running=None) -> str:
     """Start ``run``, SIGKILL its driver once two trials have checkpointed twice, SIGKILL the
     first ``resume`` once it has made progress (``kills=2``), and resume to the end. Calls
     ``while_running()`` while the first driver is alive. Returns the last driver's output."""
+    env = dict(env, TUNE_GLOBAL_CHECKPOINT_S="2")  # Tune's snapshot every 2 s, not 10
     p = cli([*RUN, *run_args, "--storage", str(exp.parent), "--name", exp.name], env)
     try:
-        # kill on a condition read from disk: two trials have checkpointed at least twice
-        wait_for(lambda: sum(n >= 2 for n in checkpoints(exp).values()) >= 2, 180, p,
+        # kill on a condition read from disk: two trials have checkpointed at least twice, and
+        # Tune's own snapshot knows a checkpoint of a trial still running (what resume restores)
+        wait_for(lambda: sum(n >= 2 for n in checkpoints(exp).values()) >= 2
+                 and snapshot_knows_a_running_checkpoint(exp), 180, p,
                  "two trials to checkpoint")
         if while_running is not None:
             while_running(p)

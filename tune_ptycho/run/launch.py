@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,9 @@ from ..storage.experiment import (
     ExperimentInfo, NotAnExperiment, create_experiment, reconcile_study, refuse_existing,
     saved_trial_statuses, utc_stamp,
 )
-from ..storage.fs import check_writable, is_remote
+from ..storage.fs import check_writable, is_remote, write_text
 from ..storage.lock import DriverLock
-from ..storage.study import load_study
+from ..storage.study import check_reachable, load_study
 from .disk_guard import check_space
 from .progress import ProgressCallback
 from .searcher import repair_before_resume
@@ -30,6 +32,9 @@ from .tuner import build_tuner, make_trainable
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+
+
+DRIVER_ERROR_FILE = "driver_error.txt"
 
 
 def default_name(spec: ExperimentSpec) -> str:
@@ -56,6 +61,7 @@ def run(spec: ExperimentSpec, address: str | None = None, dashboard: bool = True
     :func:`create_experiment`; ``before_fit(info)`` runs once the experiment exists."""
     name = spec.storage.name or default_name(spec)
     uri = refuse_existing(spec, name)  # before Ray starts: cheap checks first
+    check_reachable(spec.storage.study_storage)
     guard = None
     if not is_remote(spec.storage.path):
         check_writable(spec.storage.path)
@@ -83,6 +89,7 @@ def resume(path: str, address: str | None = None, dashboard: bool = True) -> int
     info = ExperimentInfo.load(path)
     if not tune.Tuner.can_restore(info.uri):
         raise NotAnExperiment(f"{info.uri!r} holds no Tune experiment state to resume from")
+    check_reachable(info.study_url)
     # Before Ray and before the study repair, which would mark a live driver's trials FAIL.
     with DriverLock(info.uri):
         if not is_remote(info.uri):
@@ -116,19 +123,44 @@ def drop_unreadable_error_files(experiment_dir: Path) -> int:
 
 
 def fit_and_finish(info: ExperimentInfo, tuner) -> int:
-    """Run the Tuner; a failure of the driver itself (a full disk, lost storage) is reported with
-    the command that continues the experiment, never as a bare traceback."""
+    """Run the Tuner; a failure of the driver itself (a full disk, lost storage, a study database
+    gone) is reported in one line with the command that continues the experiment, never as a bare
+    traceback; the whole traceback goes to ``driver_error.txt`` in the experiment."""
     try:
         results = tuner.fit()
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 — anything Tune raises ends the run the same way
-        print(f"tune-ptycho: the experiment stopped: {type(e).__name__}: {e}", file=sys.stderr)
+        full = "".join(traceback.format_exception(e))
+        print(f"tune-ptycho: the experiment stopped: {failure_reason(e)}", file=sys.stderr)
+        try:
+            write_text(f"{info.uri}/{DRIVER_ERROR_FILE}", full)
+            print(f"the whole traceback: {info.uri}/{DRIVER_ERROR_FILE}", file=sys.stderr)
+        except OSError:
+            pass
         if isinstance(e, OSError) or "No space left" in str(e):
             print(f"check the storage at {info.storage_path} (space, rights)", file=sys.stderr)
         print(f"continue it with: tune-ptycho resume {info.uri}", file=sys.stderr)
         return EXIT_TRIAL_ERRORS
     return finish(info, results)
+
+
+_ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt)(: |$)")
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line for what stopped the driver. Tune wraps what its callbacks and searcher raised
+    in a TuneError whose text is the whole traceback: pick the error lines out of it, the study
+    database's own error first (the last line there is Optuna's vaguer StorageInternalError)."""
+    text = str(e)
+    errors = [ln.strip() for ln in text.splitlines() if _ERROR_LINE.match(ln.strip())]
+    database = [ln for ln in errors if "OperationalError" in ln]
+    if database:
+        return f"the study database stopped answering: {database[-1]}"
+    if errors:
+        return errors[-1]
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(e).__name__}: {first}"
 
 
 def finish(info: ExperimentInfo, results) -> int:

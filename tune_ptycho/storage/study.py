@@ -6,7 +6,14 @@ from pathlib import Path
 
 import optuna
 
+from ptycho_model.errors import InputError
+
 STUDY_FILE = "optuna.db"
+CONNECT_TIMEOUT_S = 10  # a database host that does not answer fails in seconds, never hangs
+
+
+class StudyStorageUnreachable(InputError):
+    """The study database cannot be reached (exit code 2, before Ray starts)."""
 
 
 def storage_url(experiment_dir: str, study_storage: str) -> str:
@@ -26,7 +33,61 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal://"):]))
-    return optuna.storages.RDBStorage(url)
+    return optuna.storages.RDBStorage(database_url(url), engine_kwargs=_engine_kwargs(url))
+
+
+def database_url(url: str) -> str:
+    """The SQLAlchemy URL with its driver named: a bare ``postgresql://`` means psycopg2, which
+    tune-ptycho installs (SQLAlchemy 2.1 would otherwise pick psycopg 3, 2.0 psycopg2)."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url[len(bare):]
+    return url
+
+
+def _is_server(url: str) -> bool:
+    """Whether ``url`` names a database server (not a file: SQLite, a journal, or none yet)."""
+    return bool(url) and not url.startswith(("journal://", "sqlite:"))
+
+
+def _engine_kwargs(url: str) -> dict:
+    if not _is_server(url):
+        return {}
+    # pool_pre_ping: a connection the server dropped (a restart, a failover) is replaced
+    # instead of failing the next query
+    kw: dict = {"pool_pre_ping": True}
+    if url.startswith(("postgresql", "mysql")):
+        kw["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    return kw
+
+
+def check_reachable(url: str) -> None:
+    """Connect once to a database server's study storage, so that a server that is down, a wrong
+    host or a missing driver is reported naming them, before Ray and any trial start."""
+    if not _is_server(url):
+        return
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    u = make_url(database_url(url))
+    port = u.port or {"postgresql": 5432, "mysql": 3306}.get(u.get_backend_name(), "")
+    where = f"{u.host or 'localhost'}:{port}/{u.database or ''}"
+    try:
+        engine = sqlalchemy.create_engine(u, **_engine_kwargs(url))
+    except ModuleNotFoundError as e:
+        raise StudyStorageUnreachable(
+            f"storage/study_storage={url!r}: its database driver is not installed ({e.name}); "
+            "for PostgreSQL: pip install psycopg2-binary") from None
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()
+        raise StudyStorageUnreachable(
+            f"storage/study_storage: cannot reach the study database at {where}: "
+            f"{reason[0] if reason else type(e).__name__}") from None
+    finally:
+        engine.dispose()
 
 
 def load_study(url: str, name: str) -> optuna.Study:
