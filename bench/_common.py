@@ -28,7 +28,7 @@ RAY_ENV = {
     "RAY_AUTH_MODE": "disabled",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "RAY_CHDIR_TO_TRIAL_DIR": "0",
-    "RAY_AIR_NEW_OUTPUT": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",  # as the launcher: no configuration table, no temp paths
 }
 
 

@@ -90,7 +90,8 @@ RUN_FLAGS = {  # flag dest -> spec path
     "gpus_per_trial": "resources/gpus_per_trial", "max_failures": "resources/max_failures",
     "wait_for_nodes": "resources/wait_for_nodes_s", "storage": "storage/path",
     "name": "storage/name", "study_storage": "storage/study_storage",
-    "checkpoint_every": "storage/checkpoint_every",
+    "checkpoint_every": "storage/checkpoint_every", "log_to": "storage/log_to",
+    "mlflow_uri": "storage/mlflow_uri",
     "grace_period": "asha/grace_period", "reduction_factor": "asha/reduction_factor",
     "collapse_ratio": "collapse/ratio", "collapse_patience": "collapse/patience",
     "collapse_grace": "collapse/grace", "flat_std": "collapse/flat_std",
@@ -333,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint every K-th epoch and a trial's last (default 1; a stage_a "
                         "checkpoint is ~1 GB); a retried trial redoes up to K-1 epochs")
     r.add_argument("--study-storage", help="Optuna storage URL (required for s3:// storage)")
+    r.add_argument("--log-to", metavar="TRACKERS",
+                   help="experiment trackers, comma-separated: tensorboard (the default), mlflow, "
+                        "wandb; 'none' for none (mlflow and wandb need: "
+                        'pip install -e ".[trackers]")')
+    r.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite mlflow.db in the "
+                                        "experiment)")
     r.add_argument("--wait-for-nodes", type=float, metavar="SECONDS",
                    help="let an autoscaling cluster add a node that fits a trial")
     r.add_argument("--grace-period", type=int, help="ASHA: epochs before the first rung")

@@ -68,6 +68,15 @@ class StorageSpec:
     keep_checkpoints: int = 3  # best by val_loss per trial (Ray also keeps the newest)
     checkpoint_every: int = 1  # every k-th epoch and the trial's last; each holds the best weights
     dataset_cache: str = ""  # default: ~/.cache/tune-ptycho/datasets
+    # experiment trackers, Ray Tune's logger callbacks: any of tensorboard, mlflow, wandb
+    # (a comma-separated string too; [] or "none": result.json and progress.csv only)
+    log_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    mlflow_uri: str = ""  # default: sqlite mlflow.db inside a local experiment
+
+    def __post_init__(self) -> None:
+        if isinstance(self.log_to, str):
+            names = [t.strip() for t in self.log_to.split(",") if t.strip()]
+            object.__setattr__(self, "log_to", [] if names == ["none"] else names)
 
 
 SPEC_SECTIONS = {"search": SearchSpec, "asha": AshaSpec, "resources": ResourcesSpec,
@@ -288,9 +297,27 @@ def validate(spec: ExperimentSpec) -> None:
                           "would be written in plain text to the experiment's spec.json and "
                           "study.json; leave it out of the URL and give it to the driver's "
                           "database client (PostgreSQL: ~/.pgpass or PGPASSWORD on the head)")
+    _validate_trackers(spec.storage)
     name = spec.storage.name
     if name and (("/" in name) or name.startswith(".")):
         raise ConfigError(f"storage/name={name!r} must be a plain directory name")
+
+
+def _validate_trackers(st: StorageSpec) -> None:
+    from .run.trackers import TRACKERS
+
+    if not isinstance(st.log_to, list) or not all(isinstance(t, str) for t in st.log_to):
+        raise ConfigError(f"storage/log_to={st.log_to!r} must be a list of tracker names "
+                          f"({', '.join(TRACKERS)})")
+    for t in st.log_to:
+        if t not in TRACKERS:
+            raise ConfigError(f"storage/log_to: unknown tracker {t!r}{closest(t, list(TRACKERS))}"
+                              f"; known: {', '.join(TRACKERS)}")
+    if len(set(st.log_to)) != len(st.log_to):
+        raise ConfigError(f"storage/log_to={st.log_to!r} names a tracker twice")
+    if "mlflow" in st.log_to and is_remote(st.path) and not st.mlflow_uri:
+        raise ConfigError(f"storage/path={st.path!r} is not a local disk, where the default "
+                          "MLflow store (SQLite in the experiment) cannot live: give --mlflow-uri")
 
 
 def _url_password(url: str) -> str | None:

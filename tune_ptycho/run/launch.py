@@ -26,12 +26,17 @@ from ..storage.study import check_reachable, load_study
 from .disk_guard import check_space
 from .progress import ProgressCallback
 from .searcher import repair_before_resume
+from .trackers import check_trackers, logger_callbacks, own_loggers, tensorboard_hint
 from .tuner import build_tuner, make_trainable
 
 # Quiet Ray's experiment-snapshot warnings (ray #31613) and keep relative paths working.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+# Tune's context-aware output engine (RAY_AIR_NEW_OUTPUT=1) prints, whatever the verbosity, a
+# configuration table and "tensorboard --logdir /tmp/ray/session_.../driver_artifacts": a
+# temporary path that is gone after the run. The classic engine at verbose=0 prints nothing;
+# progress comes from our own callback, and `finish` names the experiment directory instead.
+os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
 
 
 DRIVER_ERROR_FILE = "driver_error.txt"
@@ -62,6 +67,7 @@ def run(spec: ExperimentSpec, address: str | None = None, dashboard: bool = True
     name = spec.storage.name or default_name(spec)
     uri = refuse_existing(spec, name)  # before Ray starts: cheap checks first
     check_reachable(spec.storage.study_storage)
+    check_trackers(spec.storage.log_to)
     guard = None
     if not is_remote(spec.storage.path):
         check_writable(spec.storage.path)
@@ -77,7 +83,8 @@ def run(spec: ExperimentSpec, address: str | None = None, dashboard: bool = True
             print(spec.arm_projection.summary(len(spec.offered_arms)))
         cb = ProgressCallback(spec.search.num_samples, spec.run.train.max_epochs,
                               enabled=progress)
-        callbacks = [cb] + ([guard] if guard else [])
+        callbacks = [cb] + ([guard] if guard else []) + logger_callbacks(
+            spec.storage.log_to, info.uri, name, spec.storage.mlflow_uri)
         tuner = build_tuner(spec, slim_for_trials(data), name, info.storage_path,
                             info.study_url, callbacks, study_name=info.study_name)
         return fit_and_finish(info, tuner)
@@ -90,6 +97,8 @@ def resume(path: str, address: str | None = None, dashboard: bool = True) -> int
     if not tune.Tuner.can_restore(info.uri):
         raise NotAnExperiment(f"{info.uri!r} holds no Tune experiment state to resume from")
     check_reachable(info.study_url)
+    check_trackers(info.spec.storage.log_to)  # the callbacks come back from tuner.pkl
+    own_loggers(info.uri)
     # Before Ray and before the study repair, which would mark a live driver's trials FAIL.
     with DriverLock(info.uri):
         if not is_remote(info.uri):
@@ -179,6 +188,9 @@ def finish(info: ExperimentInfo, results) -> int:
     if best is not None:
         print_best(best)
     print(f"experiment: {info.uri}")
+    hint = tensorboard_hint(info.spec.storage.log_to, info.uri)
+    if hint:
+        print(hint)
     print(f"analyse it: tune-ptycho analyze {info.uri}")
     if interrupted:
         print(f"{n_done}/{n_total} trials finished; continue with: tune-ptycho resume {info.uri}",
