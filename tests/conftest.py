@@ -116,3 +116,14 @@ def s3_env(endpoint: str) -> dict[str, str]:
     return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A PostgreSQL server for the session (``tests/pg.py``), stopped by its own pid."""
+    from pg import PostgresServer
+
+    server = PostgresServer(tmp_path_factory.mktemp("pg")).start()
+    yield server
+    server.stop()
+    assert server.proc.returncode == 0  # a clean shutdown

@@ -39,9 +39,12 @@ def _server_account() -> tuple[int, int] | None:
         pw = pwd.getpwnam(PG_USER)
     except KeyError:
         useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        PG_USER], check=True, capture_output=True)
-        pw = pwd.getpwnam(PG_USER)
+        made = subprocess.run([useradd, "--system", "--no-create-home", "--shell",
+                               "/usr/sbin/nologin", PG_USER], capture_output=True, text=True)
+        try:  # a parallel test process may have created it first
+            pw = pwd.getpwnam(PG_USER)
+        except KeyError:
+            raise RuntimeError(f"useradd {PG_USER} failed: {made.stderr}") from None
     return pw.pw_uid, pw.pw_gid
 
 

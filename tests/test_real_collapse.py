@@ -17,9 +17,9 @@ from rows import trial_rows
 from tune_ptycho.cli import main
 
 PEAK = 2e-2
-# The main job's length: its cosine, after the warmup peak, leaves the cliff trial flat
-# (a 9-epoch cosine decays faster, and the same arm then collapses by the ratio with no flat block)
-EPOCHS = 14
+# Past the warmup peak the cliff trial has gone flat on one machine and blown up (flagged by the
+# ratio, no flat block) on another, at 10 and 14 epochs alike: both are checked below
+EPOCHS = 10
 SPEC_FLAT_STD = 1e-3  # collapse/flat_std's default
 SPEC = {
     "preset": "cpu",
@@ -73,12 +73,22 @@ def test_a_warmup_past_the_cliff_learns_then_is_flagged_and_a_tenth_of_it_is_not
         trial = tmp_path / "cliff" / f"trial_{rows[0]['trial_id']}"
         assert main(["diagnose", str(trial)]) == 0
         docs[lr] = json.loads((trial / "diagnose.json").read_text())
-    flat = docs[PEAK]["first_flat"]
-    assert flat is not None and flat["epoch"] <= flagged, flat
     assert docs[PEAK]["layers"][-1]["name"] == "head"
-    assert docs[PEAK]["layers"][-1]["rel_std"] < flat_std  # near zero: a constant output
-    assert docs[PEAK]["best_layers"][-1]["rel_std"] > 10 * flat_std  # its best weights were not
+    end, best = docs[PEAK]["layers"][-1], docs[PEAK]["best_layers"][-1]
+    assert best["rel_std"] > 10 * flat_std  # its best weights were not flat
+    flat = docs[PEAK]["first_flat"]
+    # Past the cliff the trajectory is chaotic: the same arm either goes flat (its output a
+    # constant) or blows up and is flagged by the ratio; which one depends on float rounding on
+    # the machine. Each must show in the diagnosis.
+    if flat is not None:
+        assert flat["epoch"] <= flagged, flat
+        assert end["rel_std"] < flat_std  # near zero: a constant output
+    else:
+        assert last[names.COLLAPSE_KIND] == names.KIND_RATIO
+        assert end["out_std"] > 100 * best["out_std"]  # the head's output blew up
     assert docs[PEAK / 10]["first_flat"] is None
     assert min(la["rel_std"] for la in docs[PEAK / 10]["layers"]) > 10 * flat_std
-    assert "## Inside the collapsed trials" in report and f"| {flat['block']} |" in report
+    assert "## Inside the collapsed trials" in report
+    if flat is not None:
+        assert f"| {flat['block']} |" in report
     assert (tmp_path / "cliff" / "report" / "layers.png").stat().st_size > 10_000

@@ -1,10 +1,12 @@
-"""A driver killed with SIGKILL mid-experiment, then `tune-ptycho resume`: nothing lost."""
+"""A driver killed with SIGKILL mid-experiment, then `tune-ptycho resume`: nothing lost, on SQLite
+and on PostgreSQL."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import optuna
@@ -115,26 +117,63 @@ def check_accounting(exp: Path, n_trials: int) -> optuna.Study:
         sampled = {k: v for k, v in _flat(rows[-1]["config"]).items()}
         assert by_tune[trial_id].params == sampled
         assert by_tune[trial_id].user_attrs["outcome"] in (FINISHED, STOPPED_EARLY)
-    # the seed arms ran once each: stage_a has 5 and num_samples is 5
+    # the seed arms ran once each (stage_a has 5; a study of n <= 5 trials runs n of them)
     arms = sorted(json.dumps(t.params, sort_keys=True) for t in complete)
     assert len(set(arms)) == len(arms) == n_trials
     return study
 
 
+def _tune_ids(study: optuna.Study) -> set[str]:
+    return {t.user_attrs["tune_trial_id"] for t in study.trials if "tune_trial_id" in t.user_attrs}
+
+
 @pytest.mark.slow
-def test_sigkill_twice_then_resume_accounts_for_every_trial(tmp_path, capsys):
-    env = dict(os.environ, RAY_TMPDIR=short_tmp("tpk"), PYTHONUNBUFFERED="1")
-    exp = tmp_path / "killed"
+def test_sigkill_then_resume_accounts_for_every_trial_on_sqlite_and_postgres(
+        tmp_path, capsys, postgres):
+    """Side by side (the machine has the room: the trials mostly sleep): an SQLite experiment
+    killed twice and resumed, with a second `resume` tried against its live driver; and on one
+    PostgreSQL database an experiment killed once and resumed while a second experiment runs."""
+    envs = {k: dict(os.environ, RAY_TMPDIR=short_tmp(f"tpk{k}"), PYTHONUNBUFFERED="1")
+            for k in ("s", "a", "b")}
+    exp, pg_a = tmp_path / "killed", tmp_path / "a"
+    url = postgres.create_database("optuna")
 
     def second_driver(p) -> None:  # a second resume while the first driver lives: refused
         assert main(["resume", str(exp), "--no-dashboard"]) == EXIT_BAD_INPUT
         err = capsys.readouterr().err
         assert f"is being driven by pid {p.pid} on " in err, err
 
-    drive_and_kill(exp, [], env, kills=2, while_running=second_driver)
-    shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+    b = cli(["run", "--preset", "tiny", "--space", "stage_a", "--num-samples", "2",
+             "--max-epochs", "2", "--no-asha", "--max-concurrent", "1", "--no-dashboard",
+             "--no-progress", "--set", "train/eval_every=0", "--storage", str(tmp_path),
+             "--name", "b", "--study-storage", url], envs["b"])
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            on_sqlite = pool.submit(drive_and_kill, exp, [], envs["s"], 2, second_driver)
+            on_pg = pool.submit(drive_and_kill, pg_a, ["--study-storage", url,
+                                                       "--num-samples", "4"], envs["a"], 1)
+            on_sqlite.result(), on_pg.result()
+        out_b, _ = b.communicate(timeout=300)
+    finally:
+        kill_session(b.pid)
+    assert b.returncode == 0, out_b
+    for e in envs.values():
+        shutil.rmtree(e["RAY_TMPDIR"], ignore_errors=True)
+
     check_accounting(exp, N_TRIALS)
     assert not (exp / LOCK_FILE).exists()  # the last driver ended cleanly and let go
+    assert ExperimentInfo.load(str(exp)).study_url.startswith("sqlite:///")
+
+    study_a = check_accounting(pg_a, 4)  # exactly as with SQLite
+    assert ExperimentInfo.load(str(pg_a)).study_url == url
+    assert ExperimentInfo.load(str(tmp_path / "b")).study_url == url
+    assert set(optuna.get_all_study_names(url)) == {"a", "b"}
+    study_b = optuna.load_study(study_name="b", storage=url)
+    assert [t.state for t in study_b.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    # neither study holds the other's trials
+    assert _tune_ids(study_a) == set(trial_rows(pg_a))
+    assert _tune_ids(study_b) == set(trial_rows(tmp_path / "b"))
+    assert not _tune_ids(study_a) & _tune_ids(study_b)
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

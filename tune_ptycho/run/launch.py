@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 import traceback
 from pathlib import Path
@@ -20,10 +19,11 @@ from ..storage.experiment import (
     ExperimentInfo, NotAnExperiment, create_experiment, reconcile_study, refuse_existing,
     saved_trial_statuses, utc_stamp,
 )
-from ..storage.fs import check_writable, is_remote, write_text
+from ..storage.fs import check_writable, is_remote
 from ..storage.lock import DriverLock
 from ..storage.study import check_reachable, load_study
 from .disk_guard import check_space
+from .driver_errors import DRIVER_ERROR_FILE, failure_reason, tracebacks_to_file
 from .progress import ProgressCallback
 from .searcher import repair_before_resume
 from .trackers import check_trackers, logger_callbacks, own_loggers, tensorboard_hint
@@ -37,9 +37,6 @@ os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 # temporary path that is gone after the run. The classic engine at verbose=0 prints nothing;
 # progress comes from our own callback, and `finish` names the experiment directory instead.
 os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-
-
-DRIVER_ERROR_FILE = "driver_error.txt"
 
 
 def default_name(spec: ExperimentSpec) -> str:
@@ -134,42 +131,22 @@ def drop_unreadable_error_files(experiment_dir: Path) -> int:
 def fit_and_finish(info: ExperimentInfo, tuner) -> int:
     """Run the Tuner; a failure of the driver itself (a full disk, lost storage, a study database
     gone) is reported in one line with the command that continues the experiment, never as a bare
-    traceback; the whole traceback goes to ``driver_error.txt`` in the experiment."""
-    try:
-        results = tuner.fit()
-    except KeyboardInterrupt:
-        raise
-    except Exception as e:  # noqa: BLE001 — anything Tune raises ends the run the same way
-        full = "".join(traceback.format_exception(e))
-        print(f"tune-ptycho: the experiment stopped: {failure_reason(e)}", file=sys.stderr)
+    traceback; the tracebacks go to ``driver_error.txt`` in the experiment."""
+    with tracebacks_to_file(info.uri) as tracebacks:
         try:
-            write_text(f"{info.uri}/{DRIVER_ERROR_FILE}", full)
+            results = tuner.fit()
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 — anything Tune raises ends the run the same way
+            tracebacks.append("".join(traceback.format_exception(e)))
+            print(f"tune-ptycho: the experiment stopped: {failure_reason(e)}", file=sys.stderr)
             print(f"the whole traceback: {info.uri}/{DRIVER_ERROR_FILE}", file=sys.stderr)
-        except OSError:
-            pass
-        if isinstance(e, OSError) or "No space left" in str(e):
-            print(f"check the storage at {info.storage_path} (space, rights)", file=sys.stderr)
-        print(f"continue it with: tune-ptycho resume {info.uri}", file=sys.stderr)
-        return EXIT_TRIAL_ERRORS
+            if isinstance(e, OSError) or "No space left" in str(e):
+                print(f"check the storage at {info.storage_path} (space, rights)",
+                      file=sys.stderr)
+            print(f"continue it with: tune-ptycho resume {info.uri}", file=sys.stderr)
+            return EXIT_TRIAL_ERRORS
     return finish(info, results)
-
-
-_ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt)(: |$)")
-
-
-def failure_reason(e: BaseException) -> str:
-    """One line for what stopped the driver. Tune wraps what its callbacks and searcher raised
-    in a TuneError whose text is the whole traceback: pick the error lines out of it, the study
-    database's own error first (the last line there is Optuna's vaguer StorageInternalError)."""
-    text = str(e)
-    errors = [ln.strip() for ln in text.splitlines() if _ERROR_LINE.match(ln.strip())]
-    database = [ln for ln in errors if "OperationalError" in ln]
-    if database:
-        return f"the study database stopped answering: {database[-1]}"
-    if errors:
-        return errors[-1]
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return f"{type(e).__name__}: {first}"
 
 
 def finish(info: ExperimentInfo, results) -> int:

@@ -106,4 +106,5 @@ def own_loggers(experiment_uri: str) -> None:
 def tensorboard_hint(log_to: list[str], experiment_uri: str) -> str | None:
     if "tensorboard" not in log_to:
         return None
-    return f"watch it in TensorBoard: tensorboard --logdir {experiment_uri}"
+    viewer = "" if _installed("tensorboard") else f" (the viewer: {EXTRA})"
+    return f"watch it in TensorBoard: tensorboard --logdir {experiment_uri}{viewer}"
