@@ -177,3 +177,36 @@ def _tmpfs(where: Path, size: str) -> Path:
     if r.returncode:
         pytest.skip(f"cannot mount a tmpfs here to emulate a small disk: {r.stderr.strip()}")
     return where
+
+
+def test_tune_failures_reach_the_console_as_one_line_and_the_file_in_full(tmp_path):
+    """What Tune logs while it runs: a traceback becomes one line naming its cause (the whole of
+    it goes to driver_error.txt), and Tune's `Tuner.restore(...)` advice is dropped."""
+    import logging
+
+    from tune_ptycho.run.driver_errors import DRIVER_ERROR_FILE, tracebacks_to_file
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(self.format(record))
+
+    ray_logger = logging.getLogger("ray")
+    handler = Keep()
+    ray_logger.addHandler(handler)
+    tune_logger = logging.getLogger("ray.tune.execution.tune_controller")
+    try:
+        with tracebacks_to_file(str(tmp_path)):
+            try:
+                raise ConnectionError("connection to server at 127.0.0.1 failed")
+            except ConnectionError:
+                tune_logger.exception("Trial t1: Error stopping trial.")
+            tune_logger.warning("Experiment has been interrupted.\nResume experiment with: "
+                                "Tuner.restore(path=...)")
+    finally:
+        ray_logger.removeHandler(handler)
+    assert seen == ["Trial t1: Error stopping trial. (ConnectionError: connection to server at "
+                    f"127.0.0.1 failed; traceback in {DRIVER_ERROR_FILE})"]
+    text = (tmp_path / DRIVER_ERROR_FILE).read_text()
+    assert "Traceback (most recent call last)" in text and "raise ConnectionError" in text

@@ -48,14 +48,20 @@ def failure_reason(e: BaseException | str) -> str:
 
 class _OneLine(logging.Filter):
     """On the handlers of Ray's logger: a ``ray.tune`` record with a traceback is printed as its
-    message plus the cause; the traceback is kept for the file."""
+    message plus the cause; the traceback is kept for the file. Tune's own advice after an
+    interrupt ("Resume experiment with: Tuner.restore(...)") is dropped: the launcher prints
+    the ``tune-ptycho resume`` command instead."""
 
     def __init__(self) -> None:
         super().__init__()
         self.kept: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.name.startswith("ray.tune"):
+        if not record.name.startswith("ray.tune"):
+            return True
+        if "Tuner.restore(" in str(record.msg):
+            return False
+        if record.exc_info:
             text = "".join(traceback.format_exception(*record.exc_info))
             message = record.getMessage()
             self.kept.append(f"{message}\n{text}")
