@@ -119,9 +119,9 @@ class DriverLock:
 
     def _write(self, holder: Holder, exclusive: bool) -> bool:
         """Write the lock file; with ``exclusive`` only if none exists (False when one does)."""
-        data = json.dumps(asdict(holder), indent=2).encode()
+        data = json.dumps(asdict(holder), indent=2)
         if is_remote(self.path):
-            write_text(self.path, data.decode())
+            write_text(self.path, data)
             return True
         Path(self.uri).mkdir(parents=True, exist_ok=True)
         if exclusive:
@@ -129,11 +129,11 @@ class DriverLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "wb") as f:
+            with os.fdopen(fd, "w") as f:
                 f.write(data)
             return True
         tmp = f"{self.path}.{holder.token}"
-        Path(tmp).write_bytes(data)
+        Path(tmp).write_text(data)
         os.replace(tmp, self.path)  # atomic: a reader sees the old lease or the new one
         return True
 
