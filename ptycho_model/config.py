@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
 
-import yaml
-
 from .errors import ConfigError, closest, lookup
 
 # Each choice-valued path accepts the names of the registry that builds it: the registries are
@@ -228,7 +226,13 @@ def set_path(d: dict[str, Any], path: str, value: Any) -> None:
 
 def parse_scalar(text: str) -> Any:
     """Parse a ``--set`` value as a YAML scalar: ``3e-4`` -> 0.0003, ``true`` -> True,
-    ``null`` -> None."""
+    ``null`` -> None.
+
+    PyYAML is imported here, not at module level: the model core (training, presets, the
+    benchmarks on a torch-only GPU machine) must import without it; only ``--set`` parsing
+    needs it."""
+    import yaml
+
     value = yaml.safe_load(text)
     # YAML 1.1 reads "3e-4" as a string (no dot); accept it as the float a user means.
     if isinstance(value, str):
