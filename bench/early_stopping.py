@@ -1,4 +1,4 @@
-"""Early-stopping value: one seeded study with and without ASHA + the collapse rule.
+"""Early-stopping value: one seeded study under ASHA, HyperBand and no scheduler (+ collapse rule).
 
 Issue: "Early-stopping value: the same seeded study with and without ASHA + collapse rule: epochs
 spent, wall time, best objective reached (target: under 40% of the epochs for a best objective
@@ -9,6 +9,8 @@ preset, space, ``--seed``, trial count and epochs, 2 trials at a time, 1 CPU eac
 untimed warm-up study:
 
 * ``early``: the defaults — ASHA on the current val_loss and the collapse rule (ratio + flat);
+* ``hyperband``: ``--scheduler hyperband`` — Ray's synchronous HyperBand (reduction factor 3), the
+  collapse rule as in ``early``: what reproducible stops cost against ASHA;
 * ``full``:  ``--no-asha --collapse-ratio 1e6 --flat-std 0`` — every trial runs every epoch
   (a diverged trial still ends: it has nothing left to train).
 
@@ -29,6 +31,7 @@ from _common import LocalRay, banner, read_trials, table, verdict
 
 ARMS = {
     "early": [],
+    "hyperband": ["--scheduler", "hyperband"],
     "full": ["--no-asha", "--collapse-ratio", "1e6", "--flat-std", "0"],
 }
 
@@ -42,7 +45,7 @@ def parse() -> argparse.Namespace:
                    help="max epochs per trial (default 12; the full space needs > 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-concurrent", type=int, default=2)
-    p.add_argument("--order", default="early,full")
+    p.add_argument("--order", default="early,hyperband,full")
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny, 4 trials x 6 epochs")
@@ -55,7 +58,7 @@ def outcome(rows: list[dict], max_epochs: int) -> str:
         return "diverged"
     if last.get("collapsed"):
         return f"collapsed ({last.get('collapse_kind')})"
-    return "finished" if last["epoch"] >= max_epochs else "stopped (ASHA)"
+    return "finished" if last["epoch"] >= max_epochs else "stopped (scheduler)"
 
 
 def summarise(trials: dict[str, list[dict]], max_epochs: int) -> dict:
@@ -79,7 +82,7 @@ def main() -> None:
     args = parse()
     if args.quick:
         args.preset, args.num_samples, args.epochs = "tiny", 4, 6
-    banner("early stopping: ASHA + collapse rule vs every trial to the end",
+    banner("early stopping: ASHA, HyperBand (+ collapse rule) vs every trial to the end",
            {"preset": args.preset, "space": args.space, "trials": args.num_samples,
             "max epochs": args.epochs, "seed": args.seed, "max concurrent": args.max_concurrent,
             "quick": args.quick})
@@ -123,6 +126,17 @@ def main() -> None:
         verdict("best objective early / full", obj, "<= 1.05", obj <= 1.05)
         verdict("both together", max(ep / 0.40, obj / 1.05), "< 1 (epochs < 40% AND objective "
                 "within 5%)", ep < 0.40 and obj <= 1.05)
+    if "early" in res and "hyperband" in res:  # reported, no target: the price of reproducing
+        e, h = res["early"], res["hyperband"]
+        print()
+        print(table(["ratio hyperband / early (ASHA)", "value"], [
+            ["epochs spent", h["epochs"] / e["epochs"]],
+            ["wall time", h["wall"] / e["wall"]],
+            ["best objective", h["best_objective"] / e["best_objective"]],
+        ]))
+        for what, key in (("epochs", "epochs"), ("wall time", "wall"),
+                          ("best objective", "best_objective")):
+            print(f"RESULT hyperband / ASHA {what}: {h[key] / e[key]:.3f} (reported, no target)")
 
 
 if __name__ == "__main__":

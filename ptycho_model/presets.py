@@ -22,7 +22,7 @@ class Preset:
     ``search`` moves a named space's range to this scale where the space has that path (the
     learning-rate cliff moves with model size; the warmup must fit the preset's epochs):
     ``{path: {low, high, ...}}`` as a spec file's ``search.params``. ``study`` holds flat spec
-    paths (``search/num_samples``, ``asha/grace_period``) that ``tune-ptycho run`` starts from.
+    paths (``search/num_samples``, ``scheduler/grace_period``) that ``tune-ptycho run`` starts from.
     ``arms`` are seed arms measured at this scale (flat config paths), offered before upstream's.
     Plain data: the model core knows no search library.
     """
@@ -71,7 +71,7 @@ _CPU_SEARCH = {
 # The main job: two measured arms at the cliff, two of upstream's Stage A arms, four sampled;
 # ASHA's first rung (epoch 10) after the cliff arm's warmup peak (6), spike (7) and flag (8-9).
 _CPU_STUDY = {"search/num_samples": 8, "search/seed_arms": 4, "search/n_startup_trials": 4,
-              "asha/grace_period": 10}
+              "scheduler/grace_period": 10}
 # Upstream's Stage A pattern at this scale (docs/calibration.md): a warmup into a peak LR past
 # the cliff learns (0.20 -> 0.12 by epoch 6), spikes at the peak (epoch 7) and outputs a
 # constant for good; per-tensor AGC 0.01 on the same schedule survives it.

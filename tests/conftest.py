@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -58,12 +59,37 @@ def short_tmp(prefix: str = "tp") -> str:
 def ray_session():
     import ray
 
+    if ray.is_initialized():  # an in-process `run` before any test asked for this fixture
+        ray.shutdown()
     tmp = short_tmp("tpr")
-    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False,
-             object_store_memory=100 * 1024**2, log_to_driver=False, _temp_dir=tmp)
+    ctx = ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False,
+                   object_store_memory=100 * 1024**2, log_to_driver=False, _temp_dir=tmp)
+    _shared.update(address=ctx.address_info["gcs_address"], temp_dir=tmp)
     yield ray
     ray.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+_shared: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class SharedRay:
+    """The session's Ray, for drivers started as processes: they join it (``RAY_ADDRESS``, as
+    under ``ray job submit``) instead of each starting and stopping a Ray of their own (~9 s on
+    two cores, and one more set of Ray daemons competing for them). A SIGKILLed driver's trials
+    go with it: Ray ends the workers of a job whose driver died."""
+
+    address: str
+    temp_dir: str  # where the drivers' staging directories are (``<temp_dir>/session_*/...``)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return dict(os.environ, RAY_ADDRESS=self.address, PYTHONUNBUFFERED="1", **extra)
+
+
+@pytest.fixture(scope="session")
+def shared_ray(ray_session) -> SharedRay:
+    return SharedRay(**_shared)
 
 
 TINY_ARGS = ["--preset", "tiny", "--space", "stage_a", "--num-samples", "4", "--max-epochs", "4",

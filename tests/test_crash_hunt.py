@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 
 import pytest
@@ -13,7 +12,6 @@ from ptycho_model import names
 from tune_ptycho.analysis.crash_hunt import load_crash_hunt, wilson
 from tune_ptycho.cli import main
 
-from conftest import short_tmp
 from procs import cli, kill_session, wait_for
 from rows import trial_rows
 
@@ -44,11 +42,12 @@ def test_bad_counts_and_an_experiment_with_nothing_to_rerun_are_refused(tiny_exp
 
 @pytest.mark.slow
 def test_a_crash_hunt_survives_a_killed_driver_and_counts_every_seed_once(tiny_experiment,
-                                                                           tmp_path, capsys):
+                                                                           tmp_path, capsys,
+                                                                           shared_ray):
     exp = tmp_path / "exp"
     shutil.copytree(tiny_experiment, exp, ignore=shutil.ignore_patterns("crash_hunt", "report"))
     hunt = exp / "crash_hunt"
-    env = dict(os.environ, RAY_TMPDIR=short_tmp("tpc"), PYTHONUNBUFFERED="1")
+    env = shared_ray.env()
     p = cli(["crash-hunt", str(exp), "--top", "2", "--seeds", "2", "--no-dashboard",
              "--no-progress"], env)
     try:  # kill once Tune has saved its state and a run has checkpointed
@@ -63,7 +62,6 @@ def test_a_crash_hunt_survives_a_killed_driver_and_counts_every_seed_once(tiny_e
     p = cli(["resume", str(hunt), "--no-dashboard"], env)
     out, _ = p.communicate(timeout=300)
     kill_session(p.pid)
-    shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
     assert p.returncode == 0, out
     assert "crash hunt report" in out
 

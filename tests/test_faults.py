@@ -17,7 +17,6 @@ from ptycho_model.presets import preset_config
 from tune_ptycho.cli import main
 from tune_ptycho.storage.dataset_cache import MANIFEST, get_datasets
 
-from conftest import short_tmp
 from procs import cli, kill_session, wait_for
 from rows import assert_retries_continue
 from tune_ptycho.storage.experiment import result_rows
@@ -33,7 +32,7 @@ RUN = ["run", "--preset", "tiny", "--space", "stage_a", "--max-epochs", "4", "--
         (["--set", "train/batch_size=big"], "train/batch_size='big' must be an integer"),
         (["--set", "sched/name=warmup_cosine", "--set", "sched/warmup_epochs=6"],
          "sched/warmup_epochs=6 must be < train/max_epochs=4"),
-        (["--reduction-factor", "1"], "asha/reduction_factor=1 must be >= 2"),
+        (["--reduction-factor", "1"], "scheduler/reduction_factor=1 must be >= 2"),
         (["--set", "model/arch=unet"], "unknown model/arch='unet'"),
         (["--set", "optim/name=rmsprop"], "unknown optim/name='rmsprop'"),
         (["--set", "data/N=34"], "data/N=34 is not divisible by 2^(model/blocks-1)=4"),
@@ -85,11 +84,11 @@ def test_a_damaged_dataset_cache_file_is_detected_and_rebuilt(tmp_path, damage):
 
 
 @pytest.mark.slow
-def test_a_trial_worker_killed_mid_epoch_is_retried_from_its_checkpoint(tmp_path):
+def test_a_trial_worker_killed_mid_epoch_is_retried_from_its_checkpoint(tmp_path, shared_ray):
     """The kill lands while the driver's staged result.json is ahead of the copy in storage (Ray
     syncs every ~10 s, then restores the retried trial's logs *from storage*): no row is lost."""
-    ray_tmp = short_tmp("tpw")
-    env = dict(os.environ, RAY_TMPDIR=ray_tmp, PYTHONUNBUFFERED="1")
+    ray_tmp = shared_ray.temp_dir
+    env = shared_ray.env()
     p = cli(["run", "--preset", "tiny", "--space", "seeds", "--num-samples", "1",
              "--max-epochs", "8", "--no-asha", "--no-dashboard", "--no-progress",
              "--max-failures", "2", "--storage", str(tmp_path), "--name", "w",
@@ -133,9 +132,9 @@ def test_a_study_is_refused_when_its_disk_lacks_the_reserve(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_disk_that_fills_mid_run_stops_cleanly_and_resume_finishes(tmp_path):
+def test_a_disk_that_fills_mid_run_stops_cleanly_and_resume_finishes(tmp_path, shared_ray):
     disk = _tmpfs(tmp_path / "disk", "120m")
-    env = dict(os.environ, RAY_TMPDIR=short_tmp("tpd"), PYTHONUNBUFFERED="1")
+    env = shared_ray.env()
     exp = disk / "d"
     args = ["--preset", "tiny", "--space", "seeds", "--num-samples", "2", "--max-epochs", "8",
             "--no-asha", "--no-dashboard", "--no-progress", "--storage", str(disk), "--name", "d",

@@ -4,7 +4,6 @@ PostgreSQL beside a second experiment on the same database: ``tests/test_resume.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
@@ -15,15 +14,11 @@ from tune_ptycho.cli import main
 from tune_ptycho.run.driver_errors import DRIVER_ERROR_FILE
 from tune_ptycho.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TRIAL_ERRORS
 
-from conftest import TINY_ARGS, short_tmp
+from conftest import TINY_ARGS
 from pg import PostgresServer
 from procs import cli, free_ports, kill_session, wait_for
 from rows import trial_rows
 from test_resume import RUN
-
-
-def _env(tag: str) -> dict[str, str]:
-    return dict(os.environ, RAY_TMPDIR=short_tmp(tag), PYTHONUNBUFFERED="1")
 
 
 def test_a_database_that_is_down_at_start_exits_2_before_ray(tmp_path, capsys):
@@ -40,11 +35,11 @@ def test_a_database_that_is_down_at_start_exits_2_before_ray(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_database_lost_mid_run_stops_resumably(tmp_path_factory, tmp_path, capsys):
+def test_a_database_lost_mid_run_stops_resumably(tmp_path_factory, tmp_path, capsys, shared_ray):
     server = PostgresServer(tmp_path_factory.mktemp("pglost")).start()
     url = server.create_database("optuna")
     exp = tmp_path / "lost"
-    env = _env("tpgl")
+    env = shared_ray.env()
     p = cli([*RUN, "--num-samples", "2", "--storage", str(tmp_path), "--name", "lost",
              "--study-storage", url], env)
     try:

@@ -32,7 +32,7 @@ SPEC = {
                           "sched/warmup_epochs": {"choices": [6]},
                           "sched/min_ratio": {"choices": [0.05]},
                           "clip/algorithm": {"choices": ["none"]}}},
-    "asha": {"enabled": False},
+    "scheduler": {"name": "none"},
 }
 
 

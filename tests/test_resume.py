@@ -4,8 +4,6 @@ and on PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,13 +19,14 @@ from tune_ptycho.storage.experiment import ExperimentInfo
 from tune_ptycho.storage.lock import LOCK_FILE
 from tune_ptycho.storage.study import load_study
 
-from conftest import short_tmp
 from procs import cli, kill_session, wait_for
 from rows import trial_rows, worker_runs
 
 N_TRIALS = 5
+# 0.4 CPU a trial: the drivers of a test share the session's Ray (2 CPUs); the trials mostly sleep
 RUN = ["run", "--preset", "tiny", "--space", "stage_a", "--num-samples", str(N_TRIALS),
-       "--max-epochs", "6", "--max-concurrent", "2", "--grace-period", "3",
+       "--max-epochs", "6", "--max-concurrent", "2", "--grace-period", "3", "--cpus-per-trial",
+       "0.4",
        "--no-dashboard", "--no-progress", "--set", "train/eval_every=0",
        "--set", "faults/allowed=true", "--set", "faults/sleep_s=0.7"]
 
@@ -129,12 +128,11 @@ def _tune_ids(study: optuna.Study) -> set[str]:
 
 @pytest.mark.slow
 def test_sigkill_then_resume_accounts_for_every_trial_on_sqlite_and_postgres(
-        tmp_path, capsys, postgres):
+        tmp_path, capsys, postgres, shared_ray):
     """Side by side (the machine has the room: the trials mostly sleep): an SQLite experiment
     killed twice and resumed, with a second `resume` tried against its live driver; and on one
     PostgreSQL database an experiment killed once and resumed while a second experiment runs."""
-    envs = {k: dict(os.environ, RAY_TMPDIR=short_tmp(f"tpk{k}"), PYTHONUNBUFFERED="1")
-            for k in ("s", "a", "b")}
+    envs = {k: shared_ray.env() for k in ("s", "a", "b")}
     exp, pg_a = tmp_path / "killed", tmp_path / "a"
     url = postgres.create_database("optuna")
 
@@ -144,7 +142,8 @@ def test_sigkill_then_resume_accounts_for_every_trial_on_sqlite_and_postgres(
         assert f"is being driven by pid {p.pid} on " in err, err
 
     b = cli(["run", "--preset", "tiny", "--space", "stage_a", "--num-samples", "2",
-             "--max-epochs", "2", "--no-asha", "--max-concurrent", "1", "--no-dashboard",
+             "--max-epochs", "2", "--no-asha", "--max-concurrent", "1", "--cpus-per-trial", "0.4",
+             "--no-dashboard",
              "--no-progress", "--set", "train/eval_every=0", "--storage", str(tmp_path),
              "--name", "b", "--study-storage", url], envs["b"])
     try:
@@ -157,8 +156,6 @@ def test_sigkill_then_resume_accounts_for_every_trial_on_sqlite_and_postgres(
     finally:
         kill_session(b.pid)
     assert b.returncode == 0, out_b
-    for e in envs.values():
-        shutil.rmtree(e["RAY_TMPDIR"], ignore_errors=True)
 
     check_accounting(exp, N_TRIALS)
     assert not (exp / LOCK_FILE).exists()  # the last driver ended cleanly and let go

@@ -6,7 +6,6 @@ and `analyze` / `best --export` read the experiment back from it."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from ptycho_model.generators import build_generator
 from tune_ptycho.analysis import load_experiment
 from tune_ptycho.analysis.remote import local_copy
 
-from conftest import S3_BUCKET as BUCKET, s3_env, short_tmp
+from conftest import S3_BUCKET as BUCKET, s3_env
 from procs import cli, kill_session, wait_for
 
 URI = f"s3://{BUCKET}/runs/s3x"
@@ -48,10 +47,9 @@ def _rows(fs: pafs.S3FileSystem, path: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_an_s3_experiment_survives_a_killed_driver_and_is_analysed_from_the_bucket(
-        s3_endpoint, tmp_path, monkeypatch):
+        s3_endpoint, tmp_path, monkeypatch, shared_ray):
     fs = _fs(s3_endpoint)
-    env = dict(os.environ, RAY_TMPDIR=short_tmp("tps3"), PYTHONUNBUFFERED="1",
-               **s3_env(s3_endpoint))
+    env = shared_ray.env(**s3_env(s3_endpoint))
     study = tmp_path / "study.log"
     p = cli(["run", "--preset", "tiny", "--space", "stage_a", "--num-samples", "3",
              "--max-epochs", "4", "--no-asha", "--max-concurrent", "2", "--no-dashboard",

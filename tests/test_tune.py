@@ -56,8 +56,11 @@ def test_checkpoints_keep_the_best_val_loss_epoch(tiny_experiment):
         (["--set", "optim/name=adamax"], "adamax"),
         (["--space", "everything"], "unknown search/space='everything'"),
         (["--preset", "huge"], "unknown preset='huge'"),
-        (["--grace-period", "9"], "asha/grace_period=9"),
-        (["--reduction-factor", "1"], "asha/reduction_factor=1"),
+        (["--grace-period", "9"], "scheduler/grace_period=9"),
+        (["--reduction-factor", "1"], "scheduler/reduction_factor=1"),
+        (["--set", "scheduler/name=hyperbnd"], "scheduler/name='hyperbnd' is not a scheduler "
+                                               "(did you mean 'hyperband'?)"),
+        (["--scheduler", "hyperband", "--no-asha"], "contradicts --scheduler hyperband"),
         (["--set", "bogus/x=1"], "bogus/x"),
     ],
 )
@@ -131,3 +134,22 @@ def test_checkpoint_every_k_epochs_keeps_the_best_weights(ray_session, tmp_path,
     trainer.model.load_state_dict(torch.load(tmp_path / "best.pt", weights_only=True))
     val_loss, _ = trainer._validate()
     assert val_loss == pytest.approx(rows[3][names.VAL_LOSS], rel=1e-5)  # epoch 4's weights
+
+
+def test_a_spec_written_before_the_scheduler_section_still_loads(tiny_experiment, tmp_path):
+    """``asha: {enabled, ...}`` (every older spec.json) is the ``scheduler`` section now, and
+    ``asha/...`` paths and ``--no-asha`` still say the same thing."""
+    from tune_ptycho.spec import build_spec, lenient_spec
+
+    old = json.loads((tiny_experiment / "spec.json").read_text())
+    old["asha"] = {"enabled": True, "grace_period": 2, "reduction_factor": 4, "brackets": 1}
+    del old["scheduler"]
+    spec = build_spec(old, recorded=True)
+    assert (spec.scheduler.name, spec.scheduler.grace_period,
+            spec.scheduler.reduction_factor) == ("asha", 2, 4)
+    old["asha"]["enabled"] = False
+    assert lenient_spec(old).scheduler.name == "none"
+    assert build_spec(sets={"asha/enabled": False}).scheduler.name == "none"
+    assert build_spec(sets={"asha/reduction_factor": 5}).scheduler.reduction_factor == 5
+    with pytest.raises(ValueError, match="both an 'asha' section"):
+        build_spec({**old, "scheduler": {"name": "hyperband"}})

@@ -92,7 +92,8 @@ RUN_FLAGS = {  # flag dest -> spec path
     "name": "storage/name", "study_storage": "storage/study_storage",
     "checkpoint_every": "storage/checkpoint_every", "log_to": "storage/log_to",
     "mlflow_uri": "storage/mlflow_uri",
-    "grace_period": "asha/grace_period", "reduction_factor": "asha/reduction_factor",
+    "scheduler": "scheduler/name", "grace_period": "scheduler/grace_period",
+    "reduction_factor": "scheduler/reduction_factor",
     "collapse_ratio": "collapse/ratio", "collapse_patience": "collapse/patience",
     "collapse_grace": "collapse/grace", "flat_std": "collapse/flat_std",
 }
@@ -104,7 +105,12 @@ def spec_from_args(args: argparse.Namespace):
     spec_file = read_spec_file(args.spec) if args.spec else None
     flags = {path: getattr(args, dest) for dest, path in RUN_FLAGS.items()}
     if args.no_asha:
-        flags["asha/enabled"] = False
+        if args.scheduler not in (None, "none"):
+            from ptycho_model.errors import ConfigError
+
+            raise ConfigError(f"--no-asha is --scheduler none; it contradicts --scheduler "
+                              f"{args.scheduler}")
+        flags["scheduler/name"] = "none"
     if args.no_collapse_stop:
         flags["collapse/stop"] = False
     return build_spec(spec_file, flags, parse_sets(args.set))
@@ -342,9 +348,15 @@ def build_parser() -> argparse.ArgumentParser:
                                         "experiment)")
     r.add_argument("--wait-for-nodes", type=float, metavar="SECONDS",
                    help="let an autoscaling cluster add a node that fits a trial")
+    r.add_argument("--scheduler", choices=("asha", "hyperband", "none"),
+                   help="early stopping beside the collapse rule: asha (the default; "
+                        "asynchronous, its stops depend on arrival order), hyperband "
+                        "(synchronous: the same trials meet the same stops), none")
     r.add_argument("--grace-period", type=int, help="ASHA: epochs before the first rung")
-    r.add_argument("--reduction-factor", type=int, help="ASHA: keep 1/rf at each rung")
-    r.add_argument("--no-asha", action="store_true", help="no ASHA (the collapse rule stays)")
+    r.add_argument("--reduction-factor", type=int,
+                   help="ASHA and HyperBand: keep the best 1/rf at each rung")
+    r.add_argument("--no-asha", action="store_true",
+                   help="the same as --scheduler none (the collapse rule stays)")
     r.add_argument("--collapse-ratio", type=float, help="val_loss / best_val_loss threshold")
     r.add_argument("--collapse-patience", type=int, help="epochs above threshold before stop")
     r.add_argument("--collapse-grace", type=int, help="epochs before the ratio rule applies")

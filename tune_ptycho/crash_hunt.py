@@ -82,7 +82,8 @@ def hunt_spec(parent: ExperimentInfo, configs: list[dict[str, Any]], seeds: list
     search = replace(spec.search, num_samples=len(points), points=points, resolved=resolved,
                      seed_points=False, seed_arms=0)
     storage = replace(spec.storage, path=parent.uri, name=CRASH_HUNT_DIR)
-    hunt = replace(spec, search=search, asha=replace(spec.asha, enabled=False), storage=storage)
+    hunt = replace(spec, search=search, scheduler=replace(spec.scheduler, name="none"),
+                   storage=storage)
     validate(hunt)
     return hunt
 

@@ -17,7 +17,7 @@ DIVERGED = "diverged"
 ERROR = "error"  # errored past max_failures, or left no result
 UNFINISHED = "unfinished"  # still pending / running (an interrupted experiment)
 OUTCOME_LABELS = {
-    FINISHED: "finished", STOPPED_EARLY: "stopped early (ASHA)",
+    FINISHED: "finished", STOPPED_EARLY: "stopped early (scheduler)",
     COLLAPSED_RATIO: "collapsed (ratio)", COLLAPSED_FLAT: "collapsed (flat)",
     DIVERGED: "diverged", ERROR: "error / no result", UNFINISHED: "unfinished",
 }

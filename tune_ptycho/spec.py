@@ -44,12 +44,23 @@ class SearchSpec:
     points: list[dict[str, Any]] = field(default_factory=list)
 
 
+SCHEDULERS = ("asha", "hyperband", "none")
+
+
 @dataclass(frozen=True)
-class AshaSpec:
-    enabled: bool = True
-    grace_period: int | None = None  # epochs before the first rung; None: min(4, max_epochs//4)
-    reduction_factor: int = 3
-    brackets: int = 1
+class SchedulerSpec:
+    """Early stopping beside the collapse rule (docs/design.md, "Schedulers").
+
+    ``asha``: asynchronous successive halving; a trial is judged when it reaches a rung, against
+    the trials that reached it before, so which trials stop depends on arrival order.
+    ``hyperband``: Ray's synchronous HyperBand; a bracket pauses its members at each rung until
+    all of them reached it, so the same trials in the same order meet the same stops.
+    ``none``: every trial runs until its epochs or the collapse rule end it."""
+
+    name: str = "asha"
+    grace_period: int | None = None  # ASHA: epochs before the first rung; None: min(4, max//4)
+    reduction_factor: int = 3  # ASHA and HyperBand: the best 1/rf go on at each rung
+    brackets: int = 1  # ASHA (HyperBand sizes its brackets from max_epochs and rf)
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ class StorageSpec:
             object.__setattr__(self, "log_to", [] if names == ["none"] else names)
 
 
-SPEC_SECTIONS = {"search": SearchSpec, "asha": AshaSpec, "resources": ResourcesSpec,
+SPEC_SECTIONS = {"search": SearchSpec, "scheduler": SchedulerSpec, "resources": ResourcesSpec,
                  "storage": StorageSpec}
 
 
@@ -88,7 +99,7 @@ class ExperimentSpec:
     preset: str = "cpu"
     run: RunConfig = field(default_factory=RunConfig)
     search: SearchSpec = field(default_factory=SearchSpec)
-    asha: AshaSpec = field(default_factory=AshaSpec)
+    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     storage: StorageSpec = field(default_factory=StorageSpec)
 
@@ -121,7 +132,7 @@ class ExperimentSpec:
 
     @property
     def asha_grace(self) -> int:
-        g = self.asha.grace_period
+        g = self.scheduler.grace_period
         return max(1, min(4, self.run.train.max_epochs // 4)) if g is None else g
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,9 +186,9 @@ def build_spec(spec_file: dict[str, Any] | None = None, flags: dict[str, Any] | 
     The searched space is resolved from the named space, the preset's ranges and
     ``search.params``, unless ``recorded``: an experiment's own ``spec.json`` keeps the space it
     searched (``search.resolved``)."""
-    spec_file = dict(spec_file or {})
-    flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    sets = dict(sets or {})
+    spec_file = legacy_sections(dict(spec_file or {}))
+    flags = legacy_paths({k: v for k, v in (flags or {}).items() if v is not None})
+    sets = legacy_paths(dict(sets or {}))
     preset = sets.pop("preset", flags.pop("preset", spec_file.pop("preset", "cpu")))
     get_preset(preset)  # an unknown name: ConfigError with the closest names
     merged = _defaults(preset)
@@ -201,14 +212,45 @@ def build_spec(spec_file: dict[str, Any] | None = None, flags: dict[str, Any] | 
     return spec
 
 
+def legacy_sections(spec_file: dict[str, Any]) -> dict[str, Any]:
+    """A spec's ``asha`` section (written before ``scheduler`` existed, as every older
+    experiment's ``spec.json``) read as the ``scheduler`` section it now is."""
+    if "asha" not in spec_file:
+        return spec_file
+    if "scheduler" in spec_file:
+        raise ConfigError("the spec has both an 'asha' section (its old name) and a 'scheduler' "
+                          "section; keep 'scheduler' (scheduler.name = asha|hyperband|none)")
+    old = spec_file.pop("asha")
+    if not isinstance(old, dict):
+        raise ConfigError(f"spec section 'asha' must be a mapping, not {old!r}")
+    old = dict(old)
+    enabled = old.pop("enabled", True)
+    spec_file["scheduler"] = {"name": "asha" if enabled else "none", **old}
+    return spec_file
+
+
+def legacy_paths(flat: dict[str, Any]) -> dict[str, Any]:
+    """``asha/x`` paths as ``scheduler/x``; ``asha/enabled=false`` is ``scheduler/name=none``."""
+    out = {}
+    for path, value in flat.items():
+        if path == "asha/enabled":
+            on = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+            out["scheduler/name"] = "asha" if on else "none"
+        elif path.startswith("asha/"):
+            out["scheduler/" + path.removeprefix("asha/")] = value
+        else:
+            out[path] = value
+    return out
+
+
 def _fit_preset_grace(preset: str, merged: dict[str, Any]) -> None:
     """A preset's own ASHA grace yields to a run shorter than it (``--max-epochs 8`` at the cpu
     preset): the default formula applies then. A grace the user gave is validated as given."""
-    own = get_preset(preset).study.get("asha/grace_period")
-    asha, epochs = merged["asha"], merged["train"]["max_epochs"]
-    if own is not None and asha.get("grace_period") == own and isinstance(epochs, int) \
+    own = get_preset(preset).study.get("scheduler/grace_period")
+    sched, epochs = merged["scheduler"], merged["train"]["max_epochs"]
+    if own is not None and sched.get("grace_period") == own and isinstance(epochs, int) \
             and own > epochs:
-        asha["grace_period"] = None
+        sched["grace_period"] = None
 
 
 def _with_resolved_space(spec: ExperimentSpec) -> ExperimentSpec:
@@ -226,7 +268,7 @@ def _with_resolved_space(spec: ExperimentSpec) -> ExperimentSpec:
 def lenient_spec(spec_file: dict[str, Any]) -> ExperimentSpec:
     """preset < spec file, as :func:`build_spec`, without refusing unknown sections or validating
     the result: reads back an experiment's ``spec.json`` written under older rules."""
-    spec_file = dict(spec_file)
+    spec_file = legacy_sections(dict(spec_file))
     preset = spec_file.pop("preset", "cpu")
     merged = _defaults(preset)
     _deep_merge(merged, spec_file)
@@ -257,7 +299,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
 def validate(spec: ExperimentSpec) -> None:
     from search_spaces import get_space  # the service, not the model core, knows the spaces
 
-    s, a, r = spec.search, spec.asha, spec.resources
+    s, a, r = spec.search, spec.scheduler, spec.resources
     get_space(s.space)  # an unknown name: ConfigError with the closest names
     if s.num_samples < 1:
         raise ConfigError(f"search/num_samples={s.num_samples} must be >= 1")
@@ -266,15 +308,18 @@ def validate(spec: ExperimentSpec) -> None:
     if s.n_startup_trials < 0:
         raise ConfigError(f"search/n_startup_trials={s.n_startup_trials} must be >= 0")
     max_epochs = spec.run.train.max_epochs
+    if a.name not in SCHEDULERS:
+        raise ConfigError(f"scheduler/name={a.name!r} is not a scheduler"
+                          f"{closest(str(a.name), SCHEDULERS)}; allowed: {', '.join(SCHEDULERS)}")
     if a.grace_period is not None and not 1 <= a.grace_period <= max_epochs:
-        raise ConfigError(f"asha/grace_period={a.grace_period} must be in [1, train/max_epochs="
-                          f"{max_epochs}]")
+        raise ConfigError(f"scheduler/grace_period={a.grace_period} must be in [1, "
+                          f"train/max_epochs={max_epochs}]")
     if s.seed_arms is not None and s.seed_arms < 0:
         raise ConfigError(f"search/seed_arms={s.seed_arms} must be >= 0")
     if a.reduction_factor < 2:
-        raise ConfigError(f"asha/reduction_factor={a.reduction_factor} must be >= 2")
+        raise ConfigError(f"scheduler/reduction_factor={a.reduction_factor} must be >= 2")
     if a.brackets < 1:
-        raise ConfigError(f"asha/brackets={a.brackets} must be >= 1")
+        raise ConfigError(f"scheduler/brackets={a.brackets} must be >= 1")
     if not r.cpus_per_trial > 0:
         raise ConfigError(f"resources/cpus_per_trial={r.cpus_per_trial} must be > 0")
     if r.gpus_per_trial < 0:
@@ -334,5 +379,5 @@ def _url_password(url: str) -> str | None:
                           "(dialect://user@host/db, sqlite:///path or journal:///path)") from e
 
 
-__all__ = ["ExperimentSpec", "SearchSpec", "AshaSpec", "ResourcesSpec", "StorageSpec",
-           "build_spec", "load_spec", "read_spec_file", "validate", "unflatten"]
+__all__ = ["ExperimentSpec", "SearchSpec", "SchedulerSpec", "SCHEDULERS", "ResourcesSpec",
+           "StorageSpec", "build_spec", "load_spec", "read_spec_file", "validate", "unflatten"]

@@ -213,17 +213,21 @@ def node_table(df: pd.DataFrame) -> list[str]:
 def spec_lines(exp: Experiment) -> list[str]:
     s = exp.spec
     r = s.run
-    a = s.asha
-    asha = (f"time_attr `epoch`, metric current `val_loss`, max_t {r.train.max_epochs}, grace "
-            f"{a.grace_period}, reduction factor {a.reduction_factor}, brackets {a.brackets}"
-            if a.enabled else "off (the collapse rule stays)")
+    a = s.scheduler
+    sched = {
+        "asha": f"ASHA: time_attr `epoch`, metric current `val_loss`, max_t {r.train.max_epochs}, "
+                f"grace {s.asha_grace}, reduction factor {a.reduction_factor}, brackets "
+                f"{a.brackets}",
+        "hyperband": f"HyperBand (synchronous): time_attr `epoch`, metric current `val_loss`, "
+                     f"max_t {r.train.max_epochs}, reduction factor {a.reduction_factor}",
+    }.get(a.name, "none (the collapse rule stays)")
     return [
         f"- space `{s.search.space}`, preset `{s.preset}`, num_samples {s.search.num_samples}, "
         f"sampler seed {s.search.seed}, max_concurrent {s.search.max_concurrent}",
         f"- model `{r.model.arch}` (width {r.model.width}, blocks {r.model.blocks}, modes "
         f"{r.model.modes}), max_epochs {r.train.max_epochs}, batch {r.train.batch_size}, "
         f"loss `{r.train.loss}`",
-        f"- ASHA: {asha}",
+        f"- scheduler: {sched}",
         f"- collapse: ratio {r.collapse.ratio}, patience {r.collapse.patience}, grace "
         f"{r.collapse_grace}{' (default)' if r.collapse.grace is None else ''}, flat_std "
         f"{r.collapse.flat_std}",

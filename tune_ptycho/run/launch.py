@@ -27,7 +27,7 @@ from .driver_errors import DRIVER_ERROR_FILE, failure_reason, tracebacks_to_file
 from .progress import ProgressCallback
 from .searcher import repair_before_resume
 from .trackers import check_trackers, logger_callbacks, own_loggers, tensorboard_hint
-from .tuner import build_tuner, make_trainable
+from .tuner import build_tuner, make_trainable, pending_trials
 
 # Quiet Ray's experiment-snapshot warnings (ray #31613) and keep relative paths working.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -134,7 +134,8 @@ def fit_and_finish(info: ExperimentInfo, tuner) -> int:
     traceback; the tracebacks go to ``driver_error.txt`` in the experiment."""
     with tracebacks_to_file(info.uri) as tracebacks:
         try:
-            results = tuner.fit()
+            with pending_trials(info.spec):
+                results = tuner.fit()
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 — anything Tune raises ends the run the same way

@@ -29,6 +29,11 @@ from ..storage.fs import newest_entry, read_bytes
 
 logger = logging.getLogger(__name__)
 
+# the result keys a study trial carries as user attributes, and those kept to complete it with
+_ATTRS = (names.COLLAPSED, names.COLLAPSE_KIND, names.DIVERGED, names.EPOCH, names.BEST_VAL_LOSS,
+          names.BEST_EPOCH)
+_KEPT = (names.OBJECTIVE, "training_iteration", *_ATTRS)
+
 
 def ray_optuna_state(search: OptunaSearch | dict[str, Any]
                      ) -> tuple[dict[str, optuna.Trial], set[str]]:
@@ -51,6 +56,7 @@ class ResumableOptunaSearch(OptunaSearch):
     def __init__(self, *args: Any, max_epochs: int = 0, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.max_epochs = max_epochs
+        self.last_results: dict[str, dict] = {}  # trial id -> its newest result (saved with us)
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
@@ -71,11 +77,17 @@ class ResumableOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self._finished(trial_id):
             return
+        self.last_results[trial_id] = {k: result[k] for k in _KEPT if k in result}
         super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
         ot_trials, completed = ray_optuna_state(self)
+        # A trial HyperBand paused at a rung and then stopped, there or at the end of its
+        # bracket, completes without a result: Ray's OptunaSearch would tell it PRUNED. It ran
+        # as far as its newest result, which is its value, as for a trial ASHA stopped.
+        if not result and not error:
+            result = getattr(self, "last_results", {}).get(trial_id)
         if self._finished(trial_id):
             completed.add(trial_id)
             return
@@ -83,8 +95,7 @@ class ResumableOptunaSearch(OptunaSearch):
         if ot_trial is not None:
             # The study alone then tells a collapsed or diverged trial from a healthy one, and
             # optuna-dashboard shows what `tune-ptycho analyze` counts.
-            for key in (names.COLLAPSED, names.COLLAPSE_KIND, names.DIVERGED, names.EPOCH,
-                        names.BEST_VAL_LOSS, names.BEST_EPOCH):
+            for key in _ATTRS:
                 if result and key in result:
                     ot_trial.set_user_attr(key, result[key])
             ot_trial.set_user_attr("outcome", classify(  # as trials.csv's outcome column

@@ -1,9 +1,13 @@
-"""Assembling the Tuner: Optuna search on a persisted study, ASHA on the current val_loss, the
-collapse stopper, checkpoint scoring that keeps the best pre-collapse weights, and retries."""
+"""Assembling the Tuner: Optuna search on a persisted study, ASHA or HyperBand on the current
+val_loss, the collapse stopper, checkpoint scoring that keeps the best pre-collapse weights, and
+retries."""
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ray import tune
@@ -14,6 +18,7 @@ from ptycho_model.data import Datasets
 from search_spaces import make_sampler
 from trainables.ptycho import train_ptycho
 
+from .hyperband import ReproducibleHyperBand
 from .searcher import ResumableOptunaSearch
 from ..spec import ExperimentSpec
 from .stoppers import CollapseStopper
@@ -46,12 +51,48 @@ def make_searcher(spec: ExperimentSpec, study_url: str, study_name: str) -> Resu
 
 
 def make_scheduler(spec: ExperimentSpec):
-    a = spec.asha
-    if not a.enabled:
-        return FIFOScheduler()
-    return ASHAScheduler(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
-                         max_t=spec.run.train.max_epochs, grace_period=spec.asha_grace,
-                         reduction_factor=a.reduction_factor, brackets=a.brackets)
+    a = spec.scheduler
+    if a.name == "hyperband":
+        return ReproducibleHyperBand(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
+                                     max_t=spec.run.train.max_epochs,
+                                     reduction_factor=a.reduction_factor,
+                                     stopped_by_rule=collapse_stopper(spec))
+    if a.name == "asha":
+        return ASHAScheduler(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
+                             max_t=spec.run.train.max_epochs, grace_period=spec.asha_grace,
+                             reduction_factor=a.reduction_factor, brackets=a.brackets)
+    return FIFOScheduler()
+
+
+def collapse_stopper(spec: ExperimentSpec) -> CollapseStopper:
+    return CollapseStopper(on_collapse=spec.run.collapse.stop)
+
+
+def max_concurrent_trials(spec: ExperimentSpec) -> int | None:
+    """``search/max_concurrent``, except under HyperBand: a bracket needs all its members at
+    once, most of them paused at a rung, and Tune's limit counts paused trials too, so a limit
+    below the bracket size would decide each rung on the first few trials. Under HyperBand the
+    resources alone bound how many trials run at a time."""
+    if spec.scheduler.name == "hyperband":
+        return None
+    return spec.search.max_concurrent or None
+
+
+@contextmanager
+def pending_trials(spec: ExperimentSpec) -> Iterator[None]:
+    """Under HyperBand there is no concurrency limit (:func:`max_concurrent_trials`), and Tune
+    then keeps one trial pending at a time: trials would start one after another, each waiting
+    for the one before it to get its actor. ``search/max_concurrent`` trials may wait to start
+    instead (Tune reads the variable when the run starts; it is put back after)."""
+    key = "TUNE_MAX_PENDING_TRIALS_PG"
+    if spec.scheduler.name != "hyperband" or key in os.environ:
+        yield
+        return
+    os.environ[key] = str(spec.search.max_concurrent or 16)
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 def run_config(spec: ExperimentSpec, name: str, storage_path: str,
@@ -59,7 +100,7 @@ def run_config(spec: ExperimentSpec, name: str, storage_path: str,
     return tune.RunConfig(
         name=name,
         storage_path=storage_path,
-        stop=CollapseStopper(on_collapse=spec.run.collapse.stop),
+        stop=collapse_stopper(spec),
         failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=spec.storage.keep_checkpoints,
@@ -77,8 +118,13 @@ def build_tuner(spec: ExperimentSpec, data: Datasets, name: str, storage_path: s
         search_alg=make_searcher(spec, study_url, study_name or name),
         scheduler=make_scheduler(spec),
         num_samples=s.num_samples,
-        max_concurrent_trials=s.max_concurrent or None,
+        max_concurrent_trials=max_concurrent_trials(spec),
         trial_dirname_creator=_dirname,
+        # A trial after the first few, or a HyperBand trial unpaused at a rung, takes over a
+        # finished trial's worker instead of starting a process (torch and the package imported
+        # again: ~8 s on a busy 2-core host; bench/startup.py). The trainable keeps no state
+        # between trials: the Trainer seeds every RNG it uses from the trial's config.
+        reuse_actors=True,
     )
     return tune.Tuner(make_trainable(spec, data), tune_config=tune_config,
                       run_config=run_config(spec, name, storage_path, callbacks))
