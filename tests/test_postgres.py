@@ -5,6 +5,7 @@ PostgreSQL beside a second experiment on the same database: ``tests/test_resume.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
 import optuna
@@ -32,6 +33,27 @@ def test_a_database_that_is_down_at_start_exits_2_before_ray(tmp_path, capsys):
     assert "Connection refused" in err
     assert not (tmp_path / "down").exists()  # nothing written, no Ray started
     assert time.monotonic() - t0 < 20
+
+
+def test_drivers_starting_together_on_a_fresh_database_all_get_the_study_tables(postgres):
+    """Optuna creates its tables on first use; drivers that start at once race in it (a unique
+    violation in pg_type for its enums). Each must end up with a working storage."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tune_ptycho.storage.study import open_storage
+
+    url = postgres.create_database("race")
+    barrier = threading.Barrier(4)
+
+    def start(i: int) -> str:
+        barrier.wait()
+        storage = open_storage(url)
+        return optuna.create_study(study_name=f"s{i}", storage=storage).study_name
+
+    with ThreadPoolExecutor(4) as pool:
+        names = sorted(pool.map(start, range(4)))
+    assert names == ["s0", "s1", "s2", "s3"]
+    assert sorted(optuna.get_all_study_names(url)) == names
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import optuna
@@ -33,7 +34,26 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal://"):]))
-    return optuna.storages.RDBStorage(database_url(url), engine_kwargs=_engine_kwargs(url))
+    return _rdb_storage(url)
+
+
+def _rdb_storage(url: str, attempts: int = 4) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage, which creates its tables on first use. Two drivers that start
+    together on a fresh PostgreSQL database race in that creation (``CREATE TYPE`` of an enum:
+    a unique violation in ``pg_type``, or a table that now exists); the loser tries again and
+    finds the tables there (``tests/test_resume.py`` starts two experiments at once on one
+    database)."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(database_url(url),
+                                              engine_kwargs=_engine_kwargs(url))
+        except (IntegrityError, ProgrammingError) as e:
+            if attempt == attempts - 1 or "already exists" not in str(e):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def database_url(url: str) -> str:
