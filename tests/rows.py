@@ -3,6 +3,7 @@ fault: which worker reported what."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ptycho_model import names
@@ -13,6 +14,17 @@ def trial_rows(exp: Path) -> dict[str, list[dict]]:
     """Trial id -> every row it reported, raw (a trial dir may exist before its first result)."""
     return {d.name.removeprefix("trial_"): result_rows(d)
             for d in sorted(Path(exp).glob("trial_*"))}
+
+
+def snapshot_trials(exp: Path) -> list[tuple[dict, dict]]:
+    """Each trial's state and run metadata in Tune's newest experiment snapshot (empty while
+    there is none, or when it is caught mid-write)."""
+    snaps = sorted(Path(exp).glob("experiment_state-*.json"))
+    try:
+        data = json.loads(snaps[-1].read_text()) if snaps else {}
+        return [(json.loads(t), json.loads(m)) for t, m in data.get("trial_data", [])]
+    except ValueError:
+        return []
 
 
 def worker_runs(rows: list[dict]) -> list[list[dict]]:

@@ -19,7 +19,7 @@ from tune_ptycho.cli import main
 from tune_ptycho.outcomes import FINISHED, STOPPED_EARLY, classify
 
 from procs import cli, kill_session, wait_for
-from rows import trial_rows
+from rows import snapshot_trials, trial_rows
 
 N_TRIALS, EPOCHS = 5, 3
 RUN = ["run", "--preset", "tiny", "--space", "stage_a", "--scheduler", "hyperband",
@@ -42,16 +42,10 @@ def stops(exp: Path) -> dict[str, tuple[int, str]]:
 
 
 def paused_at_rung_in_snapshot(exp: Path) -> bool:
-    snaps = sorted(exp.glob("experiment_state-*.json"))
-    try:
-        data = json.loads(snaps[-1].read_text()) if snaps else {}
-    except ValueError:  # caught mid-write
-        return False
-    for state, meta in data.get("trial_data", []):
-        last = (json.loads(meta).get("last_result") or {}).get(names.EPOCH, 0)
-        if json.loads(state).get("status") == "PAUSED" and last < EPOCHS:
-            return True  # waiting at the rung of the second bracket, undecided
-    return False
+    """A trial waits paused at the second bracket's rung, undecided, in Tune's snapshot."""
+    return any(state.get("status") == "PAUSED"
+               and (meta.get("last_result") or {}).get(names.EPOCH, 0) < EPOCHS
+               for state, meta in snapshot_trials(exp))
 
 
 @pytest.mark.slow

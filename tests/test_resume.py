@@ -20,7 +20,7 @@ from tune_ptycho.storage.lock import LOCK_FILE
 from tune_ptycho.storage.study import load_study
 
 from procs import cli, kill_session, wait_for
-from rows import trial_rows, worker_runs
+from rows import snapshot_trials, trial_rows, worker_runs
 
 N_TRIALS = 5
 # 0.4 CPU a trial: the drivers of a test share the session's Ray (2 CPUs); the trials mostly sleep
@@ -36,13 +36,8 @@ def checkpoints(exp: Path) -> dict[str, int]:
 
 
 def snapshot_knows_a_running_checkpoint(exp: Path) -> bool:
-    snaps = sorted(exp.glob("experiment_state-*.json"))
-    try:
-        data = json.loads(snaps[-1].read_text()) if snaps else {}
-    except ValueError:  # caught mid-write
-        return False
-    return any(json.loads(t).get("status") == "RUNNING" and "checkpoint_0" in meta
-               for t, meta in data.get("trial_data", []))
+    return any(t.get("status") == "RUNNING" and "checkpoint_0" in json.dumps(meta)
+               for t, meta in snapshot_trials(exp))
 
 
 def drive_and_kill(exp: Path, run_args: list[str], env: dict[str, str], kills: int = 2,
