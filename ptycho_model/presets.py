@@ -74,7 +74,8 @@ _CPU_STUDY = {"search/num_samples": 8, "search/seed_arms": 4, "search/n_startup_
               "scheduler/grace_period": 10}
 # Upstream's Stage A pattern at this scale (docs/calibration.md): a warmup into a peak LR past
 # the cliff learns (0.20 -> 0.12 by epoch 6), spikes at the peak (epoch 7) and outputs a
-# constant for good; per-tensor AGC 0.01 on the same schedule survives it.
+# constant for good; per-tensor AGC 0.01 on the same schedule survived it with the FFT spectral
+# layer and goes flat too with the matmul one (past the cliff the trajectory is chaotic).
 _CLIFF = {"model/arch": "hybrid", "optim/name": "adam", "optim/lr": 2e-2, "optim/beta1": 0.9,
           "optim/beta2": 0.999, "sched/name": "warmup_cosine", "sched/warmup_epochs": 6,
           "sched/min_ratio": 0.05}
