@@ -15,9 +15,10 @@ core's peak.
   complex part of complex matmuls (8 real flops per complex multiply-add, where the counter
   books 2). The achieved GFLOP/s and their fraction of the peak; a profile of the step's self
   time by kernel kind says where the rest goes.
-* Options: the step again with the spectral layer's former FFT path, ``train/channels_last``,
-  two threads and ``torch.compile`` of the generator, each checked for bit-for-bit
-  reproducibility (two runs from the same seed, same losses).
+* Options: the step again with the spectral layer's former FFT path and with
+  ``train/channels_last``; with ``--options`` also two threads and ``torch.compile`` of the
+  generator (tiny and cpu only: minutes of compilation). Each is checked for bit-for-bit
+  reproducibility (two fresh runs from the same seed, same losses).
 
 Run ``python bench/kernels.py`` (a few minutes on 2 cores), ``--quick`` for a smoke run.
 No Ray.
@@ -124,35 +125,36 @@ def spectral_inputs(preset: str) -> list[tuple[str, int, int, int, int]]:
 
 
 def neuralop_layer(ours: SpectralConv2d, H: int, W: int):
-    """neuraloperator's ``SpectralConv`` holding the same linear map as ``ours`` at (H, W), or
-    (None, reason) when its mode layout cannot express ours.
+    """neuraloperator's ``SpectralConv`` with the same modes, parameter count and linear map as
+    ``ours`` at (H, W), or (None, reason) when its mode layout cannot express ours.
 
-    neuraloperator keeps, for ``n_modes=(m1, m2)``, the k_y rows ``-(m1 // 2) .. m1 - m1 // 2 -
-    1`` (the centre of the fftshifted spectrum) and the k_x columns ``0 .. m2 // 2`` of the rfft;
-    its one weight is indexed in that fftshifted order. Ours keeps k_y ``0 .. mh_pos - 1`` and
-    ``-mh_neg .. -1`` (:func:`~ptycho_model.spectral.kept_rows`) and k_x ``0 .. mw - 1``: the same
-    set when ``mh_pos == mh_neg`` (``n_modes = (2 mh, 2 mw - 1)``). Its ``n_modes`` are capped at
-    the spectrum, which we mirror. With ``corners=1`` ours is not centred, so no copy exists.
+    For ``n_modes=(m1, m2)`` neuraloperator holds one weight ``(in, out, m1, m2 // 2 + 1)``
+    whose rows are the k_y of the fftshifted spectrum, ``-(m1 // 2) .. m1 - m1 // 2 - 1``, and
+    whose columns are k_x ``0 .. m2 // 2`` of the rfft; on a spectrum smaller than that it uses
+    the weight's centre rows and first columns. Ours holds ``weight_neg`` (k_y = -modes .. -1)
+    and ``weight_pos`` (k_y = 0 .. modes-1), columns k_x = 0 .. modes-1, clamped the same way
+    (:func:`~ptycho_model.spectral.kept_rows`). So ``n_modes = (2 modes, 2 modes - 1)`` with
+    weight ``cat([weight_neg, weight_pos], rows)`` is the same layer, both paying for weight
+    rows a small spectrum leaves unused, when the clamped corners are equal (``mh_pos ==
+    mh_neg``: every even side here). ``corners=1`` keeps rows ``[0, modes)``, not centred: no
+    neuraloperator layout matches it.
     """
     from neuralop.layers.spectral_convolution import SpectralConv
 
     if ours.corners != 2:
         return None, "corners=1 keeps rows [0, modes): no centred neuraloperator layout"
     (p0, p1, _), (n0, n1, _) = kept_rows(ours.modes, H, 2)
-    mh_pos, mh_neg = p1 - p0, n1 - n0
-    mw = min(ours.modes, W // 2 + 1)
-    if mh_pos != mh_neg:
-        return None, f"rows +{mh_pos}/-{mh_neg} are not centred"
-    theirs = SpectralConv(ours.in_channels, ours.out_channels, n_modes=(2 * mh_pos, 2 * mw - 1),
+    if p1 - p0 != n1 - n0:
+        return None, f"rows +{p1 - p0}/-{n1 - n0} are not centred"
+    m = ours.modes
+    theirs = SpectralConv(ours.in_channels, ours.out_channels, n_modes=(2 * m, 2 * m - 1),
                           bias=False)
     # factorization=None is tltorch's dense complex tensor: its parameter is ``.tensor``
-    wt = getattr(theirs.weight, "tensor", theirs.weight)  # (in, out, 2 mh, mw) complex
-    if tuple(wt.shape[-2:]) != (2 * mh_pos, mw):
-        return None, f"its weight holds {tuple(wt.shape[-2:])} modes, not {(2 * mh_pos, mw)}"
-    pos = ours.weight_pos.detach()[:, :, :mh_pos, :mw]
-    neg = ours.weight_neg.detach()[:, :, ours.modes - mh_neg:, :mw]
-    with torch.no_grad():  # fftshifted rows: k_y = -mh .. -1 first, then 0 .. mh - 1
-        wt.copy_(torch.cat([neg, pos], dim=2).to(wt.dtype))
+    wt = getattr(theirs.weight, "tensor", theirs.weight)  # (in, out, 2 m, m) complex
+    if tuple(wt.shape[-2:]) != (2 * m, m):
+        return None, f"its weight holds {tuple(wt.shape[-2:])} modes, not {(2 * m, m)}"
+    with torch.no_grad():  # fftshifted rows: k_y = -m .. -1 first, then 0 .. m - 1
+        wt.copy_(torch.cat([ours.weight_neg.detach(), ours.weight_pos.detach()], dim=2))
     return theirs, ""
 
 
@@ -242,9 +244,12 @@ def profile_step(tr, x_all: torch.Tensor) -> dict[str, float]:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         tr._train_epoch(tr.epoch + 1)
     kinds: Counter[str] = Counter()
+    other: Counter[str] = Counter()
     for ev in prof.key_averages():
         kinds[_kind(ev.key)] += ev.self_cpu_time_total / 1e6
-    return dict(kinds)
+        if _kind(ev.key) == "other":
+            other[ev.key.removeprefix("aten::")] += ev.self_cpu_time_total / 1e6
+    return dict(kinds), other.most_common(4)
 
 
 def _kind(op: str) -> str:
@@ -342,19 +347,27 @@ def parse() -> argparse.Namespace:
                    help="comma-separated presets (default: tiny,cpu,stage_a)")
     p.add_argument("--repeats", type=int, default=7,
                    help="timed forward+backward passes per spectral layer (median; default 7)")
-    p.add_argument("--steps", type=int, default=10,
+    p.add_argument("--steps", type=int, default=6,
                    help="timed training steps per preset and option (stage_a: a third; "
-                        "default 10)")
+                        "default 6)")
     p.add_argument("--peak-n", type=int, default=2048, help="matmul side for the peak")
-    p.add_argument("--options", default=",".join(OPTIONS),
-                   help=f"step options to time (default: all of {', '.join(OPTIONS)})")
+    p.add_argument("--options", default="default,former FFT path,channels_last",
+                   help="step options to time, of: " + ", ".join(OPTIONS) + " (default: the "
+                        "first three; '2 threads' and 'torch.compile' take minutes here)")
     p.add_argument("--compile-presets", default="tiny,cpu",
-                   help="presets torch.compile is tried on (default tiny,cpu: its compile time "
-                        "at stage_a is minutes on 2 cores)")
+                   help="presets that try '2 threads' and 'torch.compile' when asked for "
+                        "(default tiny,cpu: compiling stage_a takes minutes on 2 cores)")
     p.add_argument("--no-peer", action="store_true", help="skip the neuraloperator comparison")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: tiny only, 2 repeats, 2 steps, a 1024 matmul, no compile")
     return p.parse_args()
+
+
+_T0 = time.perf_counter()
+
+
+def say(msg: str) -> None:
+    print(f"[{time.perf_counter() - _T0:6.1f} s] {msg}", flush=True)
 
 
 def main() -> None:
@@ -384,7 +397,7 @@ def main() -> None:
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available()
                                            else [])
         for dev in devices:
-            print(f"[peer] spectral layers on {dev.type} ...", flush=True)
+            say(f"peer: spectral layers on {dev.type} ...")
             rows = peer_rows(presets, dev, args.repeats)
             print()
             print(f"Spectral layer forward + backward on {dev.type} "
@@ -407,7 +420,7 @@ def main() -> None:
         print('[peer] neuraloperator is not installed: pip install -e ".[bench]"\n')
 
     # ---- peak
-    print(f"[peak] {args.peak_n}^2 fp32 matmul on 1 thread ...", flush=True)
+    say(f"peak: {args.peak_n}^2 fp32 matmul on 1 thread ...")
     peak = matmul_peak(args.peak_n, 3)
     print(f"1-thread fp32 matmul peak: {peak:.1f} GFLOP/s\n", flush=True)
 
@@ -417,7 +430,7 @@ def main() -> None:
 
     flop_rows, kind_rows, opt_rows, fracs = [], [], [], {}
     for preset in presets:
-        print(f"[{preset}] simulating ...", flush=True)
+        say(f"{preset}: simulating, FLOPs, profile ...")
         with contextlib.redirect_stdout(io.StringIO()):
             data = simulate(preset_config(preset).data)
         steps = max(1, args.steps // 3) if preset.startswith("stage_a") else args.steps
@@ -433,7 +446,7 @@ def main() -> None:
         flop_rows.append([preset, tr.cfg.train.batch_size, counted / 1e9, hidden.fft / 1e9,
                           hidden.complex_mm / 1e9, total / 1e9, step_s * 1e3, gflops,
                           f"{100 * gflops / peak:.1f}%"])
-        prof = profile_step(tr, x_all)
+        prof, top_other = profile_step(tr, x_all)
         prof_total = sum(prof.values())
         kflops: Counter[str] = Counter()
         for op, f in per_op.items():
@@ -442,20 +455,21 @@ def main() -> None:
         kflops["matmul"] += hidden.complex_mm
         for kind in ("conv", "matmul", "fft", "other"):
             s = prof.get(kind, 0.0)
+            top = ", ".join(f"{op} {t * 1e3:.0f}" for op, t in top_other) if kind == "other" else ""
             kind_rows.append([preset, kind, f"{100 * s / prof_total:.0f}%", s * 1e3,
                               kflops[kind] / 1e9,
-                              kflops[kind] / s / 1e9 if s and kflops[kind] else None])
+                              kflops[kind] / s / 1e9 if s and kflops[kind] else None, top])
         del tr
         gc.collect()
 
         base_s, base_losses = None, []
         for option in options:
-            if option == "torch.compile" and preset not in compile_presets:
+            if option in ("torch.compile", "2 threads") and preset not in compile_presets:
                 continue
-            print(f"[{preset}] option {option} ...", flush=True)
+            say(f"{preset}: option {option} ...")
             try:
                 row, losses = option_row(preset, data, option, steps, base_s or 0.0,
-                                         base_losses, repro_steps=3)
+                                         base_losses, repro_steps=2)
             except Exception as e:  # noqa: BLE001 - one failing option must not end the run
                 print(f"[{preset}] {option} FAILED: {type(e).__name__}: {e}", flush=True)
                 opt_rows.append([preset, option, None, None, "-", "-", None])
@@ -476,10 +490,11 @@ def main() -> None:
     print()
     print("Where one step's time goes: self CPU time by kernel kind (torch.profiler) and the "
           "GFLOP it does ('other': elementwise, reductions, copies, optimizer; not counted)")
-    print(table(["preset", "kind", "share", "ms", "GFLOP", "GFLOP/s"], kind_rows))
+    print(table(["preset", "kind", "share", "ms", "GFLOP", "GFLOP/s", "largest 'other' ops, ms"],
+                kind_rows))
     print()
     print("Step options, 1 thread unless named; speedup vs default; 'repro': two runs from "
-          "the same seed give the same losses; 'vs default': max |loss - default's| over 3 "
+          "the same seed give the same losses; 'vs default': max |loss - default's| over 2 "
           "steps; 'warm-up s': first step (compilation included)")
     print(table(["preset", "option", "step ms", "speedup", "repro", "vs default",
                  "warm-up s"], opt_rows))

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from . import names
+from .optim import real_view
 
 __all__ = ["GradTracker", "blocks", "first_flat", "layer_table", "model_layers", "param_stats",
            "record_outputs",
@@ -136,7 +137,7 @@ class GradTracker:
                  if p.grad is not None]
         if not pairs:
             return
-        norms = torch.stack(torch._foreach_norm([g for g, _ in pairs])).float()
+        norms = torch.stack(torch._foreach_norm([real_view(g) for g, _ in pairs])).float()
         idx = torch.tensor([i for _, i in pairs], device=norms.device)
         sq = torch.zeros(len(self.names), device=norms.device).index_add_(0, idx, norms.square())
         self.steps.append(sq)

@@ -110,12 +110,20 @@ def _grads(params: Iterable[nn.Parameter]) -> list[torch.Tensor]:
     return [p.grad for p in params if p.grad is not None]
 
 
+def real_view(t: torch.Tensor) -> torch.Tensor:
+    """A complex tensor as its (..., 2) real view, others as they are: the same L2 norm, but
+    torch's CPU norm of complex64 is ~30x slower (a third of a stage_a step's time when it ran on
+    the spectral weights' gradients, bench/kernels.py) and accumulates less accurately (at
+    9.4M float32 elements: 0.5% low against a float64 reference, the real view 0.09%)."""
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
 def global_grad_norm(params: Iterable[nn.Parameter]) -> float:
     """sqrt(sum over tensors of ||g||^2): what upstream logged as grad_norm_preclip."""
     grads = _grads(params)
     if not grads:
         return 0.0
-    norms = torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads])
+    norms = torch.stack([torch.linalg.vector_norm(real_view(g.detach())) for g in grads])
     return float(torch.linalg.vector_norm(norms))
 
 
