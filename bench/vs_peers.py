@@ -6,8 +6,8 @@ over trials, 2 trials at a time, 1 thread each, and the same sampler seeds:
 
 1. ``tune-ptycho``: ``tune-ptycho run`` with its defaults: seeded TPE after the seed arms (the
    preset's own, then upstream's), ASHA and the collapse rule. It has no experiment-wide epoch
-   budget, so it runs ``--tp-trials`` trials (default: enough to pass the budget) and is read up
-   to the budget, as every arm is (below).
+   budget, so it runs ``--tp-trials`` trials (default: budget / ASHA's grace + 2, enough to spend
+   the budget, as arm 2 gets) and is read up to the budget, as every arm is (below).
 2. ``ray-defaults``: Ray Tune's own search, built from the service's pieces (``make_trainable``,
    ``make_scheduler``, ``run_config``): ``BasicVariantGenerator`` (random search) and the same
    ASHA, ``collapse/stop=false`` (flags reported, no trial stopped for them). The space is
@@ -37,9 +37,11 @@ Collapsed epochs: the epochs of trials flagged collapsed or diverged. amp SSIM: 
 best weights on test image 0 (the final eval the trainer reports; for a trial that ended without
 one, its newest checkpoint's best weights, scored the same way).
 
-Defaults: the cpu preset's 14 epochs (the main job's trials), a budget of 56 epochs (4 trials run
-to the end: half the main job's 8 x 14, so that 13 runs fit in about 30 minutes on 2 cores),
-seeds 0,1,2. ``--quick``: tiny preset, 6 epochs, budget 24, seed 0.
+Defaults, sized for about 30 minutes on 2 cores (a cpu-preset epoch took 9-10 s on one thread on
+2026-12-03): 8 epochs per trial (the main job's run 14; ``--epochs 14 --budget 56`` is the main
+job's shape at about 2.5x the time), a budget of 32 epochs (4 trials run to the end), seeds
+0,1,2. At 8 epochs the cpu preset's ASHA grace (10) yields to the default formula (2), as it does
+for any ``tune-ptycho run --max-epochs 8``. ``--quick``: tiny preset, 6 epochs, budget 24, seed 0.
 """
 
 from __future__ import annotations
@@ -66,9 +68,9 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="cpu")
     p.add_argument("--space", default="full")
-    p.add_argument("--epochs", type=int, default=None, help="max epochs per trial (default: the "
-                   "preset's, 14 at cpu)")
-    p.add_argument("--budget", type=int, default=56, help="epochs per arm and seed (default 56)")
+    p.add_argument("--epochs", type=int, default=8, help="max epochs per trial (default 8; the "
+                   "main job's trials run 14)")
+    p.add_argument("--budget", type=int, default=32, help="epochs per arm and seed (default 32)")
     p.add_argument("--seeds", default="0,1,2", help="sampler seeds, comma-separated")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--tp-trials", type=int, default=None,
@@ -114,6 +116,15 @@ def cli_arm(r: LocalRay, name: str, args, extra: list[str]) -> dict:
     return {"exit": code, "t0": t0, "wall": wall, "events": events, "dirs": dirs}
 
 
+def trials_for_budget(args, asha: bool) -> int:
+    """Enough trials to spend the budget: with ASHA every trial runs at least to its first rung."""
+    if not asha:
+        return math.ceil(args.budget / args.epochs)
+    spec = base_spec(args, 0, "sizing", Path("/nonexistent"))
+    grace = getattr(spec, "asha_grace", None) or 1
+    return math.ceil(args.budget / grace) + 2
+
+
 def tune_peer(r: LocalRay, name: str, args, seed: int, asha: bool) -> dict:
     """Arms 2 and 5: Tune's BasicVariantGenerator on the service's trainable and run config."""
     from ray import tune
@@ -132,9 +143,7 @@ def tune_peer(r: LocalRay, name: str, args, seed: int, asha: bool) -> dict:
     rc = run_config(spec, name, str(r.storage),
                     logger_callbacks([], str(r.storage / name), name, ""))
     rc = dataclasses.replace(rc, stop=CombinedStopper(rc.stop, epoch_budget(args.budget)))
-    # enough trials to spend the budget: every one runs at least to ASHA's first rung
-    grace = getattr(spec, "asha_grace", None) or 1
-    n = math.ceil(args.budget / grace) + 2 if asha else math.ceil(args.budget / args.epochs)
+    n = trials_for_budget(args, asha)
     tuner = tune.Tuner(
         make_trainable(spec, data),
         param_space=tune_param_space(spec.space, flatten(spec.run.to_dict()), seed),
@@ -276,7 +285,7 @@ def main() -> None:
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise SystemExit(f"--arms: unknown {unknown}; choose from {', '.join(ARMS)}")
-    tp_trials = args.tp_trials or math.ceil(1.25 * args.budget / args.epochs)
+    tp_trials = args.tp_trials or trials_for_budget(args, asha=True)
     banner("search efficiency: tune-ptycho vs Ray Tune's defaults, Optuna alone, hand-run arms, "
            "random search", {"preset": args.preset, "space": args.space, "epochs": args.epochs,
                              "budget (epochs)": args.budget, "seeds": args.seeds,
