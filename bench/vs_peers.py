@@ -40,8 +40,9 @@ one, its newest checkpoint's best weights, scored the same way).
 Defaults, sized for about 30 minutes on 2 cores (a cpu-preset epoch took 9-10 s on one thread on
 2026-12-03): 8 epochs per trial (the main job's run 14; ``--epochs 14 --budget 56`` is the main
 job's shape at about 2.5x the time), a budget of 32 epochs (4 trials run to the end), seeds
-0,1,2. At 8 epochs the cpu preset's ASHA grace (10) yields to the default formula (2), as it does
-for any ``tune-ptycho run --max-epochs 8``. ``--quick``: tiny preset, 6 epochs, budget 24, seed 0.
+0,1,2. At 8 epochs the cpu preset's ASHA grace (10 of its 14 epochs) keeps its share: 6, as for
+any ``tune-ptycho run --max-epochs 8`` (``--tp-args '--grace-period 2'`` gives the plain quarter
+of the run it had before). ``--quick``: tiny preset, 6 epochs, budget 24, seed 0.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2", help="sampler seeds, comma-separated")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--tp-trials", type=int, default=None,
-                   help="tune-ptycho's --num-samples (default: ceil(1.25 budget / epochs))")
+                   help="tune-ptycho's --num-samples (default: budget / ASHA's grace + 2)")
+    p.add_argument("--tp-args", default="", help="more flags for the tune-ptycho arm's run, e.g. "
+                   "'--grace-period 4' (one string, split on spaces)")
     p.add_argument("--max-concurrent", type=int, default=2)
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--keep", action="store_true")
@@ -290,7 +293,8 @@ def main() -> None:
            "random search", {"preset": args.preset, "space": args.space, "epochs": args.epochs,
                              "budget (epochs)": args.budget, "seeds": args.seeds,
                              "max concurrent": args.max_concurrent, "tune-ptycho trials":
-                             tp_trials, "quick": args.quick})
+                             tp_trials, "tune-ptycho flags": args.tp_args or "-",
+                             "quick": args.quick})
     runs: dict[tuple[str, int], dict] = {}
     with LocalRay(num_cpus=args.num_cpus, keep=args.keep, prefix="tpbv") as r:
         print(f"Ray started in {r.start_s:.1f} s (not counted)", flush=True)
@@ -311,7 +315,7 @@ def main() -> None:
                 name = f"{arm}-{seed}"
                 if arm == "tune-ptycho":
                     res = cli_arm(r, name, args, ["--seed", str(seed), "--num-samples",
-                                                  str(tp_trials)])
+                                                  str(tp_trials), *args.tp_args.split()])
                 elif arm == "optuna-alone":
                     res = optuna_arm(r, name, args, seed)
                 else:
