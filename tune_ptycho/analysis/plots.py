@@ -333,7 +333,7 @@ def collapse_figure(exp: Experiment, df: pd.DataFrame, kinds: dict[str, str], bi
         ax.set_xticks(range(len(bs)), [b.label for b in bs], rotation=30, ha="right",
                       fontsize=7)
         ax.set_ylim(0, 1.15)
-        imp = f" (importance {importance[p]:.2f})" if p in importance else ""
+        imp = f"\n(importance {importance[p]:.2f})" if p in importance else ""  # 2 lines: fits
         ax.set_title(f"P(collapse) by {p}{imp}", fontsize=9)
     if not order:
         ax = fig.add_subplot(grid[0, :])
