@@ -78,3 +78,19 @@ def test_hyperband_stops_reproduce_across_runs_and_across_a_kill_and_resume(shar
         kill_session(p.pid)
     assert p.returncode == 0, out
     assert stops(exp) == first
+
+
+def test_hyperband_brackets_start_no_earlier_than_the_grace_period():
+    """Ray's brackets at 14 epochs and eta 3 start at epochs 14, 4 and 1; with the cpu preset's
+    grace of 10 the later two start at 10, keep their sizes, and halve once before 14."""
+    from tune_ptycho.run.hyperband import ReproducibleHyperBand
+
+    def brackets(grace: int, max_t: int = 14) -> list[tuple[int, int, int]]:
+        h = ReproducibleHyperBand(time_attr="epoch", metric="val_loss", mode="min", max_t=max_t,
+                                  reduction_factor=3, grace_period=grace)
+        return [(b._n0, b._r0, b._halves) for b in map(h._create_bracket, range(h._s_max_1))]
+
+    assert brackets(1) == [(3, 14, 0), (5, 4, 1), (9, 1, 2)]  # Ray's own
+    assert brackets(10) == [(3, 14, 0), (5, 10, 1), (9, 10, 1)]
+    assert brackets(14) == [(3, 14, 0), (5, 14, 0), (9, 14, 0)]  # nothing left to judge early
+    assert brackets(1, max_t=3) == [(2, 3, 0), (3, 1, 1)]  # the test study above: unchanged

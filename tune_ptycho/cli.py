@@ -352,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="early stopping beside the collapse rule: asha (the default; "
                         "asynchronous, its stops depend on arrival order), hyperband "
                         "(synchronous: the same trials meet the same stops), none")
-    r.add_argument("--grace-period", type=int, help="ASHA: epochs before the first rung")
+    r.add_argument("--grace-period", type=int,
+                   help="ASHA and HyperBand: epochs before the first rung")
     r.add_argument("--reduction-factor", type=int,
                    help="ASHA and HyperBand: keep the best 1/rf at each rung")
     r.add_argument("--no-asha", action="store_true",

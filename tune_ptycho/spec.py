@@ -58,7 +58,7 @@ class SchedulerSpec:
     ``none``: every trial runs until its epochs or the collapse rule end it."""
 
     name: str = "asha"
-    grace_period: int | None = None  # ASHA: epochs before the first rung; None: default_grace()
+    grace_period: int | None = None  # ASHA, HyperBand: epochs before the first rung; None: default
     reduction_factor: int = 3  # ASHA and HyperBand: the best 1/rf go on at each rung
     brackets: int = 1  # ASHA (HyperBand sizes its brackets from max_epochs and rf)
 

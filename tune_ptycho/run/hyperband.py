@@ -99,9 +99,10 @@ class ReproducibleHyperBand(HyperBandScheduler):
     epoch before its last row."""
 
     def __init__(self, *, stopped_by_rule: Callable[[str, dict], bool] | None = None,
-                 **kwargs: Any) -> None:
+                 grace_period: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._stopped_by_rule = stopped_by_rule
+        self._grace = grace_period
         self._unassigned: list[Trial] = []
         self._deciding = False
         self._stop_after_save: list[Trial] = []
@@ -109,9 +110,10 @@ class ReproducibleHyperBand(HyperBandScheduler):
     # -- bracket membership ---------------------------------------------------------------
 
     def _create_bracket(self, s: int) -> _Bracket:
+        r0, halvings = first_rung(self._get_r0(s), s, self._grace, self._max_t_attr, self._eta)
         return _OrderedBracket(time_attr=self._time_attr, max_trials=self._get_n0(s),
-                               init_t_attr=self._get_r0(s), max_t_attr=self._max_t_attr,
-                               eta=self._eta, s=s, stop_last_trials=self._stop_last_trials)
+                               init_t_attr=r0, max_t_attr=self._max_t_attr,
+                               eta=self._eta, s=halvings, stop_last_trials=self._stop_last_trials)
 
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
         # Deferred until the next decision: a restore adds its trials newest first, and they
@@ -223,6 +225,22 @@ class ReproducibleHyperBand(HyperBandScheduler):
         if self._stopped_by_rule is not None and self._stopped_by_rule(trial.trial_id, rows[last]):
             return last - 1
         return last
+
+
+def first_rung(r0: int, s: int, grace: int, max_t: int, eta: float) -> tuple[int, int]:
+    """A bracket's first rung and its number of halvings, the first rung no earlier than
+    ``grace``. Ray's brackets start at ``max_t / eta**s`` whatever the schedule: at 14 epochs and
+    eta 3, rungs at epochs 1 and 4, where a warmup trial is still climbing to its peak and is
+    judged against trials that do not warm up (BENCHMARKS.md, early stopping). A bracket that
+    would start earlier starts at the grace period instead, keeps its size, and makes only the
+    halvings that still fit below ``max_t``."""
+    if r0 >= grace:
+        return r0, s
+    r, halvings = min(grace, max_t), 0
+    first = r
+    while r < max_t and halvings < s:
+        r, halvings = min(int(r * eta), max_t), halvings + 1
+    return first, halvings
 
 
 def _has_run(trial: Trial, time_attr: str) -> bool:

@@ -56,6 +56,7 @@ def make_scheduler(spec: ExperimentSpec):
         return ReproducibleHyperBand(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
                                      max_t=spec.run.train.max_epochs,
                                      reduction_factor=a.reduction_factor,
+                                     grace_period=spec.asha_grace,
                                      stopped_by_rule=collapse_stopper(spec))
     if a.name == "asha":
         return ASHAScheduler(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
