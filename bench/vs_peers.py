@@ -123,9 +123,7 @@ def trials_for_budget(args, asha: bool) -> int:
     """Enough trials to spend the budget: with ASHA every trial runs at least to its first rung."""
     if not asha:
         return math.ceil(args.budget / args.epochs)
-    spec = base_spec(args, 0, "sizing", Path("/nonexistent"))
-    grace = getattr(spec, "asha_grace", None) or 1
-    return math.ceil(args.budget / grace) + 2
+    return math.ceil(args.budget / base_spec(args, 0, "sizing", Path("/nonexistent")).grace) + 2
 
 
 def tune_peer(r: LocalRay, name: str, args, seed: int, asha: bool) -> dict:

@@ -50,16 +50,16 @@ def test_checkpoints_keep_the_best_val_loss_epoch(tiny_experiment):
 
 @pytest.mark.parametrize("epochs, grace", [(14, 10), (20, 10), (10, 10), (8, 6), (5, 4),
                                            (3, 2)])
-def test_the_cpu_presets_asha_grace_keeps_its_share_of_a_shorter_run(epochs, grace):
+def test_the_cpu_presets_grace_keeps_its_share_of_a_shorter_run(epochs, grace):
     """Its first rung at 10 of 14 epochs comes after the cliff arms' warmup; a shorter run keeps
     that share (at least the default formula), a user's grace is taken as given."""
     from tune_ptycho.spec import build_spec
 
-    assert build_spec(flags={"preset": "cpu", "train/max_epochs": epochs}).asha_grace == grace
+    assert build_spec(flags={"preset": "cpu", "train/max_epochs": epochs}).grace == grace
     given = build_spec(flags={"preset": "cpu", "train/max_epochs": 8,
                               "scheduler/grace_period": 3})
-    assert given.asha_grace == 3
-    assert build_spec(flags={"preset": "tiny", "train/max_epochs": 8}).asha_grace == 2
+    assert given.grace == 3
+    assert build_spec(flags={"preset": "tiny", "train/max_epochs": 8}).grace == 2
 
 
 @pytest.mark.parametrize(

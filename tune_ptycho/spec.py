@@ -131,7 +131,8 @@ class ExperimentSpec:
         return project_arms(self.space, self.run, get_preset(self.preset).arms)
 
     @property
-    def asha_grace(self) -> int:
+    def grace(self) -> int:
+        """The first rung of ASHA or HyperBand: the user's, the preset's, or the default."""
         g = self.scheduler.grace_period
         return default_grace(self.run.train.max_epochs) if g is None else g
 

@@ -216,10 +216,11 @@ def spec_lines(exp: Experiment) -> list[str]:
     a = s.scheduler
     sched = {
         "asha": f"ASHA: time_attr `epoch`, metric current `val_loss`, max_t {r.train.max_epochs}, "
-                f"grace {s.asha_grace}, reduction factor {a.reduction_factor}, brackets "
+                f"grace {s.grace}, reduction factor {a.reduction_factor}, brackets "
                 f"{a.brackets}",
         "hyperband": f"HyperBand (synchronous): time_attr `epoch`, metric current `val_loss`, "
-                     f"max_t {r.train.max_epochs}, reduction factor {a.reduction_factor}",
+                     f"max_t {r.train.max_epochs}, no rung before epoch {s.grace}, reduction "
+                     f"factor {a.reduction_factor}",
     }.get(a.name, "none (the collapse rule stays)")
     return [
         f"- space `{s.search.space}`, preset `{s.preset}`, num_samples {s.search.num_samples}, "

@@ -236,8 +236,8 @@ def first_rung(r0: int, s: int, grace: int, max_t: int, eta: float) -> tuple[int
     halvings that still fit below ``max_t``."""
     if r0 >= grace:
         return r0, s
-    r, halvings = min(grace, max_t), 0
-    first = r
+    first = r = min(grace, max_t)
+    halvings = 0
     while r < max_t and halvings < s:
         r, halvings = min(int(r * eta), max_t), halvings + 1
     return first, halvings

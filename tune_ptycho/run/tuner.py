@@ -56,11 +56,11 @@ def make_scheduler(spec: ExperimentSpec):
         return ReproducibleHyperBand(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
                                      max_t=spec.run.train.max_epochs,
                                      reduction_factor=a.reduction_factor,
-                                     grace_period=spec.asha_grace,
+                                     grace_period=spec.grace,
                                      stopped_by_rule=collapse_stopper(spec))
     if a.name == "asha":
         return ASHAScheduler(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
-                             max_t=spec.run.train.max_epochs, grace_period=spec.asha_grace,
+                             max_t=spec.run.train.max_epochs, grace_period=spec.grace,
                              reduction_factor=a.reduction_factor, brackets=a.brackets)
     return FIFOScheduler()
 
