@@ -102,21 +102,17 @@ def load_best_model(path: str | Path, trial: TrialRecord | None = None):
 
 def export_best(path: str | Path, file: str | Path, trial: TrialRecord | None = None) -> Path:
     """Write the best trial's best-checkpoint weights as a plain state dict (``torch.save``) and,
-    beside it, ``<file>.json``: the trial's full RunConfig dict. Rebuild with::
+    beside it, ``<file>.json``: the trial's full RunConfig dict (``ptycho_model.exported.
+    save_exported``). Read back, without this package, with::
 
-        cfg = RunConfig.from_dict(json.load(open(file + ".json")))
-        model = build_generator(cfg.model, N=cfg.data.N)
-        model.load_state_dict(torch.load(file, weights_only=True))
+        from ptycho_model import load_exported, reconstruct
+        model, cfg = load_exported(file)  # eval mode, weights loaded strictly
+        obj = reconstruct(model, diffraction)  # NPZ layout (B, N, N, 1) -> (B, N, N) complex
     """
-    import torch
+    from ptycho_model.exported import save_exported
 
     model, cfg, t, ckpt, _ = load_best_model(path, trial)  # proves the weights load strictly
-    state = _load_state(ckpt)
-    out = Path(file).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(best_weights(state), out)
-    Path(str(out) + ".json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str) + "\n")
-    return out
+    return save_exported(best_weights(_load_state(ckpt)), cfg, file)
 
 
 def held_out_split(exp: Experiment, cfg: RunConfig):
