@@ -4,9 +4,12 @@ own reader: TensorBoard's event files, MLflow's client, W&B's offline run files.
 from __future__ import annotations
 
 import json
+import re
 import struct
 import sys
+import uuid
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -19,7 +22,8 @@ from rows import trial_rows
 COLLAPSING = ["--preset", "tiny", "--space", "stage_a", "--num-samples", "1", "--max-epochs", "8",
               "--no-asha", "--no-dashboard", "--no-progress", "--collapse-grace", "1",
               "--set", "train/eval_every=0", "--set", "faults/allowed=true",
-              "--set", "faults/collapse_at_epoch=3", "--set", "faults/collapse_factor=8"]
+              "--set", "faults/collapse_at_epoch=3", "--set", "faults/collapse_factor=8",
+              "--set", "search/seed_arms=1"]  # a known arm (the default samples a 1-trial study)
 
 
 def wandb_history(run_file: Path) -> list[dict]:
@@ -59,18 +63,47 @@ def wandb_history(run_file: Path) -> list[dict]:
 
 
 
+FAKE_SECRETS = ("WANDB_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "PGPASSWORD",
+                "MLFLOW_TRACKING_PASSWORD")
+
+
+def files_holding(root: Path, needles: list[bytes]) -> dict[str, list[str]]:
+    """needle -> the regular files under ``root`` whose bytes hold it (sockets and the like
+    skipped)."""
+    found: dict[str, list[str]] = {}
+    for f in root.rglob("*"):
+        try:
+            if not f.is_file() or f.is_symlink():
+                continue
+            data = f.read_bytes()
+        except OSError:  # gone meanwhile, or unreadable
+            continue
+        for n in needles:
+            if n in data:
+                found.setdefault(n.decode(), []).append(str(f))
+    return found
+
+
 @pytest.mark.slow
-def test_tensorboard_mlflow_and_wandb_each_see_the_collapse(ray_session, tmp_path, monkeypatch,
-                                                             capsys):
+def test_tensorboard_mlflow_and_wandb_each_see_the_collapse(shared_ray, tmp_path, monkeypatch,
+                                                             capfd):
+    """Also: with fake credentials in the environment, none lands in the experiment, in what
+    ``run`` and ``analyze`` print, or in the session Ray's temp dir (logs included); MLflow's
+    artifact root is inside the experiment, not ``./mlruns`` where the driver was started."""
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    fakes = {k: f"fake-{k.lower()}-{uuid.uuid4().hex}" for k in FAKE_SECRETS}
+    for k, v in fakes.items():
+        monkeypatch.setenv(k, v)
     monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     exp = tmp_path / "tracked"
     assert main(["run", *COLLAPSING, "--storage", str(tmp_path), "--name", "tracked",
                  "--log-to", "tensorboard,mlflow,wandb"]) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert f"tensorboard --logdir {exp}" in out
     assert "/tmp/ray/session" not in out and "driver_artifacts" not in out
     ((trial_id, rows),) = trial_rows(exp).items()
@@ -88,17 +121,38 @@ def test_tensorboard_mlflow_and_wandb_each_see_the_collapse(ray_session, tmp_pat
 
     # MLflow: one run per trial in the experiment's SQLite store, params and per-epoch metrics
     client = MlflowClient(tracking_uri=f"sqlite:///{exp / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
+    experiment = client.get_experiment_by_name("tracked")
+    (run,) = client.search_runs([experiment.experiment_id])
     assert run.data.params["model/arch"] == rows[-1]["config"]["model"]["arch"]
     history = client.get_metric_history(run.info.run_id, names.COLLAPSED)
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == [0, 0, 0, 1]
     assert trial_id in run.data.tags["trial_name"]
+    # its artifacts inside the experiment, nothing in the driver's working directory
+    for uri in (experiment.artifact_location, run.info.artifact_uri):
+        assert Path(unquote(urlparse(uri).path)).is_relative_to(exp.resolve()), uri
+    assert not (cwd / "mlruns").exists() and list(cwd.iterdir()) == []
+    # named after the Tune trial (trial_name_creator), as its directory is
+    assert re.fullmatch(r"trial_[0-9a-f]{8}", run.info.run_name), run.info.run_name
 
     # W&B: the offline run files, in the experiment
     (run_file,) = exp.glob(f"wandb/offline-run-*-{trial_id}/run-{trial_id}.wandb")
     wb = [r for r in wandb_history(run_file) if names.COLLAPSED in r]
     assert [r[names.COLLAPSED] for r in wb] == [0, 0, 0, 1]
     assert [r[names.EPOCH] for r in wb] == [1, 2, 3, 4]
+
+    # no fake secret anywhere: the experiment (after `analyze` too), the output, Ray's temp dir
+    assert main(["analyze", str(exp)]) == 0
+    printed = capfd.readouterr()
+    needles = [v.encode() for v in fakes.values()]
+    output = (out + printed.out + printed.err).encode()
+    assert [n for n in needles if n in output] == []
+    assert files_holding(exp, needles) == {}
+    # Tune's own WandbLoggerCallback put WANDB_API_KEY into its actors' runtime_env, which
+    # Ray logs to session_*/logs/runtime_env_agent.log
+    # (the right directory: the agent logged this session's runtime_envs, the trials' included)
+    assert any(f.stat().st_size for f in
+               Path(shared_ray.temp_dir).glob("session_*/logs/runtime_env_agent.log"))
+    assert files_holding(Path(shared_ray.temp_dir), needles) == {}
 
 
 def test_an_unknown_or_unready_tracker_exits_2_naming_it(tmp_path, monkeypatch, capsys):
@@ -118,3 +172,32 @@ def test_an_unknown_or_unready_tracker_exits_2_naming_it(tmp_path, monkeypatch, 
     assert main([*base, "--log-to", "tensorboard,mlflow", "--name", "nopkg"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "mlflow, whose package is not installed" in err and 'pip install -e ".[trackers]"' in err
+
+
+def test_tracker_hints_name_each_tracker_with_the_command_that_opens_it(tmp_path, monkeypatch):
+    from tune_ptycho.run.trackers import tracker_hints
+
+    exp = str(tmp_path / "exp")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    lines = tracker_hints(["tensorboard", "mlflow", "wandb"], exp, "",
+                          f"sqlite:///{exp}/optuna.db")
+    assert len(lines) == 4
+    tb, ml, wb, study = lines
+    assert tb.endswith(f"tensorboard --logdir {exp}")
+    assert f"mlflow ui --backend-store-uri sqlite:///{exp}/mlflow.db" in ml
+    assert "pip install mlflow" in ml  # the trackers extra has mlflow-skinny, without the UI
+    assert wb.endswith(f"wandb sync {exp}/wandb/offline-run-*")
+    assert study.endswith(f"optuna-dashboard sqlite:///{exp}/optuna.db")
+    assert tracker_hints([], exp, "", None) == []
+    assert tracker_hints(["tensorboard"], exp, "", None) == [tb]
+
+    monkeypatch.delenv("WANDB_MODE")
+    ml, wb, study = tracker_hints(["mlflow", "wandb"], exp, "https://mlflow.example:5000",
+                                  "journal:///nfs/study.log")
+    assert ml == "browse it in MLflow: https://mlflow.example:5000 (experiment exp)"
+    assert wb == "see it in W&B: project tune-ptycho, group exp"
+    assert study.endswith("optuna-dashboard /nfs/study.log")
+    # URLs recorded before secrets were refused are shown redacted
+    lines = tracker_hints(["mlflow"], exp, "postgresql://u:pw-in-url@db/mlflow",
+                          "postgresql://optuna@db/optuna?password=pw-in-query")
+    assert "pw-in-" not in "\n".join(lines) and "u:***@db" in lines[0]
