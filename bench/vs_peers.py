@@ -5,9 +5,11 @@ scales it: ``tune-ptycho spaces --show full --preset cpu``), the same budget of 
 over trials, 2 trials at a time, 1 thread each, and the same sampler seeds:
 
 1. ``tune-ptycho``: ``tune-ptycho run`` with its defaults: seeded TPE after the seed arms (the
-   preset's own, then upstream's), ASHA and the collapse rule. It has no experiment-wide epoch
-   budget, so it runs ``--tp-trials`` trials (default: budget / ASHA's grace + 2, enough to spend
-   the budget, as arm 2 gets) and is read up to the budget, as every arm is (below).
+   preset's own, then upstream's: the main job's 4, given as ``search/seed_arms=4`` since the
+   default offers at most half of this arm's trials), ASHA and the collapse rule. It has no
+   experiment-wide epoch budget, so it runs ``--tp-trials`` trials (default: budget / ASHA's
+   grace + 2, enough to spend the budget, as arm 2 gets) and is read up to the budget, as every
+   arm is (below).
 2. ``ray-defaults``: Ray Tune's own search, built from the service's pieces (``make_trainable``,
    ``make_scheduler``, ``run_config``): ``BasicVariantGenerator`` (random search) and the same
    ASHA, ``collapse/stop=false`` (flags reported, no trial stopped for them). The space is
@@ -312,8 +314,10 @@ def main() -> None:
                     continue
                 name = f"{arm}-{seed}"
                 if arm == "tune-ptycho":
+                    # the main job's 4 seed arms, as measured (the default: tp_trials // 2)
                     res = cli_arm(r, name, args, ["--seed", str(seed), "--num-samples",
-                                                  str(tp_trials), *args.tp_args.split()])
+                                                  str(tp_trials), "--set", "search/seed_arms=4",
+                                                  *args.tp_args.split()])
                 elif arm == "optuna-alone":
                     res = optuna_arm(r, name, args, seed)
                 else:

@@ -68,9 +68,10 @@ _CPU_SEARCH = {
     "optim/lr": {"low": 1e-4, "high": 5e-2, "log": True},
     "sched/warmup_epochs": {"low": 2, "high": 8},
 }
-# The main job: two measured arms at the cliff, two of upstream's Stage A arms, four sampled;
+# The main job: two measured arms at the cliff, two of upstream's Stage A arms, four sampled
+# (the default seed-arm rule: at most half the trials, so a smaller --num-samples gets fewer);
 # ASHA's first rung (epoch 10) after the cliff arm's warmup peak (6), spike (7) and flag (8-9).
-_CPU_STUDY = {"search/num_samples": 8, "search/seed_arms": 4, "search/n_startup_trials": 4,
+_CPU_STUDY = {"search/num_samples": 8, "search/n_startup_trials": 4,
               "scheduler/grace_period": 10}
 # Upstream's Stage A pattern at this scale (docs/calibration.md): a warmup into a peak LR past
 # the cliff learns (0.20 -> 0.12 by epoch 6), spikes at the peak (epoch 7) and outputs a

@@ -175,12 +175,27 @@ class ArmProjection:
     clamped: dict[str, list[tuple[str, Any, Any]]]  # arm -> [(path, its value, the bound)]
     dropped: dict[str, str]  # arm -> why the space cannot express it (duplicates not listed)
 
-    def summary(self, offered: int | None = None) -> str:
-        """One line: how many arms are offered, which were clamped and which dropped."""
+    def summary(self, offered: int | None = None, trials: int | None = None,
+                asked: int | None = None, seed_points: bool = True) -> str:
+        """One line: how many arms are offered, which were clamped and which dropped.
+
+        With ``trials`` (the study's ``num_samples``) it also says to how many trials, by which
+        rule (``asked``: an explicit ``search/seed_arms``; None: the default, at most half the
+        trials; ``seed_points`` false: none), how to ask for more, and how many trials Optuna's
+        sampler draws. ``offered`` is then the number the study's rule allows (the arms it
+        enqueues are the first ``offered`` of :attr:`points`)."""
         n = len(self.points) if offered is None else min(offered, len(self.points))
         arms = list(self.points)[:n]
         total = len(self.points) + len(self.dropped)
-        parts = [f"seed arms: {n} of {total} offered ({', '.join(arms) or 'none'})"]
+        if trials is None:
+            head = f"seed arms: {n} of {total} offered ({', '.join(arms) or 'none'})"
+        else:
+            head = (f"seed arms: {n} of {total} offered to {_trials(trials)} "
+                    f"({self._rule(n, offered, trials, asked, seed_points)}): "
+                    f"{', '.join(arms) or 'none'}; "
+                    + (f"{_trials(trials - n)} sampled by Optuna" if n < trials
+                       else "no trial sampled by Optuna"))
+        parts = [head]
         moved = {a: m for a, m in self.clamped.items() if a in arms}
         if moved:
             parts.append("clamped into the ranges: " + "; ".join(
@@ -189,6 +204,29 @@ class ArmProjection:
         if self.dropped:
             parts.append("dropped: " + "; ".join(f"{a} ({why})" for a, why in self.dropped.items()))
         return ", ".join(parts[:1]) + ("; " + "; ".join(parts[1:]) if parts[1:] else "")
+
+    def _rule(self, n: int, limit: int | None, trials: int, asked: int | None,
+              seed_points: bool) -> str:
+        """Why ``n`` arms: the rule that chose them (allowing ``limit``), what else limited
+        them, how to get more."""
+        if not seed_points:
+            return "search/seed_points=false"
+        most = min(len(self.points), trials)  # what any search/seed_arms could give
+        if asked is None:
+            notes = ["at most half the trials by default"]
+        else:
+            notes = [f"search/seed_arms={asked}"
+                     + (f", capped at {_trials(trials)}" if asked > trials else "")]
+        if limit is not None and n < limit:
+            notes.append(f"only {len(self.points)} fit the space" if self.points
+                         else "no seed arm fits the space")
+        if n < most:
+            notes.append(f"--set search/seed_arms={most} for more")
+        return "; ".join(notes)
+
+
+def _trials(n: int) -> str:
+    return f"{n} trial" + ("" if n == 1 else "s")
 
 
 def project_arms(space: str | Space, base: RunConfig | None = None,

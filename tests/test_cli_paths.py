@@ -62,3 +62,64 @@ def test_an_unusable_output_or_uri_exits_2(argv, tmp_path, capsys):
     assert main(args) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tune-ptycho: error: "), err
+
+
+# --------------------------------------------------------------------------------------------
+# `tune-ptycho paths`: every path `run --set` accepts, each round-tripping through --set
+# --------------------------------------------------------------------------------------------
+
+
+def _listed(capsys, *argv: str) -> dict[str, str]:
+    """``tune-ptycho paths`` as {path: its default as printed} (legacy rules left out)."""
+    assert main(["paths", *argv]) == 0
+    out = capsys.readouterr().out.splitlines()
+    legacy = out.index(next(x for x in out if x.startswith("# legacy")))
+    listed = {}
+    for line in out[:legacy]:
+        if not line.startswith("#"):
+            path, _, rest = line.partition(" ")
+            listed[path] = rest.strip().split("  ")[0]
+    return listed
+
+
+def test_paths_lists_the_study_sections_beside_the_model_config(capsys):
+    from tune_ptycho.spec import build_spec
+
+    listed = _listed(capsys)
+    for path in ("search/num_samples", "search/seed_arms", "scheduler/name", "storage/log_to",
+                 "resources/cpus_per_trial", "preset", "data/size", "optim/lr"):
+        assert path in listed, path
+    # every path a spec.json records, and nothing else
+    recorded = {f"{sec}/{k}" for sec, v in build_spec().to_dict().items() if sec != "preset"
+                for k in v}
+    assert set(listed) == recorded | {"preset"}
+    assert main(["paths"]) == 0
+    out = capsys.readouterr().out
+    assert "scheduler/name               asha  (asha | hyperband | none)" in out
+    assert "asha/enabled" in out and "legacy" in out  # the old section, marked as such
+
+
+@pytest.mark.parametrize("preset", [None, "cpu", "tiny"])
+def test_every_listed_path_and_default_goes_through_set(preset, capsys):
+    from tune_ptycho.cli import parse_sets
+    from tune_ptycho.spec import build_spec
+
+    listed = _listed(capsys, *(["--preset", preset] if preset else []))
+    base = {"preset": preset} if preset else {}
+    for path, text in listed.items():
+        sets = parse_sets([f"{path}={text}"])
+        spec = build_spec(sets={**base, **sets})  # no "unknown config path", value accepted
+        if path not in ("preset", "search/resolved"):
+            sec, key = path.split("/")
+            where = spec.run if sec not in ("search", "scheduler", "resources", "storage") \
+                else spec
+            assert getattr(getattr(where, sec), key) == sets[path], (path, text)
+    if preset:  # a preset's listing shows its own study settings
+        assert listed["search/num_samples"] == str(build_spec(sets=base).search.num_samples)
+
+
+def test_the_legacy_asha_paths_are_still_read():
+    from tune_ptycho.spec import build_spec
+
+    spec = build_spec(sets={"asha/enabled": False, "asha/reduction_factor": 4})
+    assert spec.scheduler.name == "none" and spec.scheduler.reduction_factor == 4

@@ -55,6 +55,7 @@ def test_an_s3_experiment_survives_a_killed_driver_and_is_analysed_from_the_buck
              "--max-epochs", "4", "--no-asha", "--max-concurrent", "2", "--no-dashboard",
              "--no-progress", "--storage", f"s3://{BUCKET}/runs", "--name", "s3x",
              "--study-storage", f"journal://{study}", "--set", "train/eval_every=0",
+             "--set", "search/seed_arms=3",  # three known arms, each runs to the end
              "--set", "faults/allowed=true", "--set", "faults/sleep_s=0.7"], env)
 
 

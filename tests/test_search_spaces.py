@@ -312,6 +312,89 @@ def test_suggested_params_requires_every_asked_name() -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Seed arms a study offers (tune_ptycho.spec): at most half its trials unless asked for more
+# --------------------------------------------------------------------------------------------
+
+CPU_ARMS = ["cpu_warmup_cliff", "cpu_warmup_cliff_agc", "stage_a_control", "stage_a_stable"]
+
+
+def _spec(**sets: Any):
+    from tune_ptycho.spec import build_spec
+
+    return build_spec(sets={f"search/{k}": v for k, v in sets.items()})
+
+
+@pytest.mark.parametrize("trials, arms", [(8, 4), (4, 2), (5, 2), (2, 1), (1, 0), (30, 11)])
+def test_a_study_offers_at_most_half_its_trials_as_seed_arms_by_default(trials, arms) -> None:
+    spec = _spec(num_samples=trials)
+    assert spec.search.seed_arms is None
+    assert len(spec.offered_arms) == arms  # full at the cpu preset has 11 arms
+    assert list(spec.offered_arms)[:4] == CPU_ARMS[:arms]
+
+
+def test_the_main_job_offers_its_four_arms() -> None:
+    from tune_ptycho.spec import build_spec
+
+    spec = build_spec()  # `tune-ptycho run`: cpu preset, 8 trials
+    assert spec.search.num_samples == 8 and list(spec.offered_arms) == CPU_ARMS
+
+
+@pytest.mark.parametrize("asked, trials, arms", [(4, 4, 4), (9, 4, 4), (4, 1, 1), (0, 8, 0),
+                                                 (3, 8, 3), (20, 30, 11)])
+def test_an_explicit_seed_arms_gives_that_many_capped_at_the_trials(asked, trials, arms) -> None:
+    spec = _spec(num_samples=trials, seed_arms=asked)
+    assert len(spec.offered_arms) == arms
+    assert list(spec.offered_arms)[:4] == CPU_ARMS[:min(arms, 4)]
+
+
+def test_no_seed_arm_with_seed_points_off() -> None:
+    assert _spec(num_samples=8, seed_points=False, seed_arms=4).offered_arms == {}
+
+
+def test_the_seed_arms_line_says_the_rule_and_how_to_ask_for_more() -> None:
+    assert _spec(num_samples=8).arms_line() == (
+        "seed arms: 4 of 11 offered to 8 trials (at most half the trials by default; "
+        "--set search/seed_arms=8 for more): " + ", ".join(CPU_ARMS)
+        + "; 4 trials sampled by Optuna")
+    assert _spec(num_samples=4).arms_line() == (
+        "seed arms: 2 of 11 offered to 4 trials (at most half the trials by default; "
+        "--set search/seed_arms=4 for more): cpu_warmup_cliff, cpu_warmup_cliff_agc; "
+        "2 trials sampled by Optuna")
+    assert _spec(num_samples=1).arms_line() == (
+        "seed arms: 0 of 11 offered to 1 trial (at most half the trials by default; "
+        "--set search/seed_arms=1 for more): none; 1 trial sampled by Optuna")
+    assert _spec(num_samples=4, seed_arms=4).arms_line() == (
+        "seed arms: 4 of 11 offered to 4 trials (search/seed_arms=4): " + ", ".join(CPU_ARMS)
+        + "; no trial sampled by Optuna")
+    assert _spec(num_samples=4, seed_arms=9).arms_line().startswith(
+        "seed arms: 4 of 11 offered to 4 trials (search/seed_arms=9, capped at 4 trials): ")
+    assert _spec(num_samples=4, seed_points=False).arms_line() == (
+        "seed arms: 0 of 11 offered to 4 trials (search/seed_points=false): none; "
+        "4 trials sampled by Optuna")
+    assert _spec(num_samples=8, space="seeds").arms_line() == (
+        "seed arms: 0 of 0 offered to 8 trials (at most half the trials by default; "
+        "no seed arm fits the space): none; 8 trials sampled by Optuna")
+    # a space with fewer arms than the rule allows says so, and offers no more
+    from tune_ptycho.spec import build_spec
+
+    stage_a = build_spec(sets={"preset": "tiny", "search/space": "stage_a",
+                               "search/num_samples": 12})
+    line = stage_a.arms_line()
+    assert line.startswith("seed arms: 5 of 5 offered to 12 trials (at most half the trials by "
+                           "default; only 5 fit the space): stage_a_control, ")
+    assert "for more" not in line and line.endswith("; 7 trials sampled by Optuna")
+
+
+def test_spaces_show_prints_the_seed_arms_line(capsys) -> None:
+    from tune_ptycho.cli import main
+
+    assert main(["spaces", "--show", "full"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == _spec(space="full").arms_line()
+    assert out[-1].startswith("seed arms: 4 of 11 offered to 8 trials (at most half the trials")
+
+
+# --------------------------------------------------------------------------------------------
 # Sampler
 # --------------------------------------------------------------------------------------------
 

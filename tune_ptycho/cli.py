@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from ptycho_model.config import REGISTRIES, RunConfig, choices, known_paths, parse_scalar
+from ptycho_model.config import RunConfig, parse_scalar
 from ptycho_model.errors import InputError
 from ptycho_model.presets import PRESETS, preset_config
 
@@ -166,8 +166,8 @@ def describe_space(spec) -> str:
     s = spec.search
     lines = [f"space {s.space} at preset {spec.preset} ({spec.run.train.max_epochs} epochs): "
              f"{spec.space.doc}", *spec.space.lines()]
-    if s.seed_points:
-        lines.append(spec.arm_projection.summary(len(spec.offered_arms)))
+    if not s.points:
+        lines.append(spec.arms_line())
     return "\n".join(lines)
 
 
@@ -177,14 +177,44 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+PATH_GROUPS = {
+    "model": "the model config: tune-ptycho run, train and simulate (--set PATH=VALUE)",
+    "study": "the study: tune-ptycho run only (--set PATH=VALUE, or a --spec file's sections)",
+    "legacy": "legacy: an older spec's asha section, still read",
+}
+
+
+def set_text(value: object) -> str:
+    """``value`` as ``--set PATH=...`` writes it: :func:`parse_scalar` reads it back as is."""
+    import json
+
+    if isinstance(value, str):
+        try:
+            if value and parse_scalar(value) == value:
+                return value
+        except InputError:
+            pass
+    return json.dumps(value)
+
+
 def cmd_paths(args: argparse.Namespace) -> int:
-    defaults = RunConfig().to_dict()
-    for path in known_paths():
-        node = defaults
-        for part in path.split("/"):
-            node = node[part]
-        allowed = f"  ({' | '.join(choices(path))})" if path in REGISTRIES else ""
-        print(f"{path:28s} {node!r}{allowed}")
+    from .spec import spec_paths
+
+    entries = spec_paths(args.preset)
+    print("# every path `tune-ptycho run --set PATH=VALUE` accepts, with its default "
+          + (f"at preset {args.preset}" if args.preset else
+             "before any preset (--preset P: P's; run's default preset is cpu)"))
+    for group, title in PATH_GROUPS.items():
+        print(f"# {title}")
+        for e in (e for e in entries if e.group == group):
+            if group == "legacy":  # a rule, not a value
+                print(f"{e.path:28s} {e.note}")
+                continue
+            value, many = set_text(e.default), isinstance(e.default, list)
+            allowed = (f"  ({'any of ' if many else ''}{' | '.join(e.choices)})"
+                       if e.choices else "")
+            note = f"  # {e.note}" if e.note else ""
+            print(f"{e.path:28s} {value}{allowed}{note}")
     return EXIT_OK
 
 
@@ -273,7 +303,7 @@ def _print_best(path: Path, shown_as: str | None, export: str | None,
                   "best trial instead)")
         else:
             out = export_best(path, export)
-            print(f"exported weights: {out} (state dict for build_generator; config: "
+            print(f"exported weights: {out} (state dict for ptycho_model.load_exported; config: "
                   f"{out}.json)")
     return EXIT_OK
 
@@ -332,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="join an existing Ray cluster (e.g. auto)")
     r.add_argument("--seed", type=int, help="sampler seed")
     r.add_argument("--set", action="append", metavar="PATH=VALUE",
-                   help="override any spec path, e.g. --set optim/lr=3e-4 (repeatable)")
+                   help="override any spec path, e.g. --set optim/lr=3e-4 or --set "
+                        "search/seed_arms=4 (repeatable; tune-ptycho paths lists them)")
     r.add_argument("--no-dashboard", action="store_true", help="embedded Ray without dashboard")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--max-failures", type=int, help="retries of a crashed trial")
@@ -410,8 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--spec", metavar="FILE", help="with --show: a spec file (search.params)")
     sp.set_defaults(func=cmd_spaces)
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
-    sub.add_parser("paths", help="list every config path and its default").set_defaults(
-        func=cmd_paths)
+    pa = sub.add_parser("paths", help="list every path --set accepts (config and study), with "
+                                      "its default and allowed names")
+    pa.add_argument("--preset", choices=sorted(PRESETS),
+                    help="show this preset's defaults (default: the built-in ones)")
+    pa.set_defaults(func=cmd_paths)
     vc = sub.add_parser("validate-cluster",
                         help="check a `ray up` cluster file offline (Ray's validator + ours)")
     vc.add_argument("file", help="the cluster YAML, e.g. cluster.yaml")

@@ -33,7 +33,9 @@ class SearchSpec:
     max_concurrent: int = 2  # trials at once (0: as many as resources allow)
     n_startup_trials: int = 6  # random trials before TPE models the space
     seed_points: bool = True  # offer the upstream seed arms as points_to_evaluate
-    seed_arms: int | None = None  # at most this many seed arms (None: as many as num_samples)
+    # At most this many seed arms, never more than num_samples. None: at most half the trials
+    # (num_samples // 2; a 1-trial study gets none), so even a small study has Optuna sample.
+    seed_arms: int | None = None
     # search.params: {config path: range} laid over the named space (search_spaces.ranges)
     params: dict[str, Any] = field(default_factory=dict)
     # The space as searched (named space < preset ranges < params), recorded in spec.json:
@@ -112,16 +114,30 @@ class ExperimentSpec:
                                        doc=get_space(self.search.space).doc)
 
     @property
+    def seed_arm_limit(self) -> int:
+        """How many seed arms this study may offer: ``search/seed_arms`` capped at its trials,
+        or by default at most half of them (:func:`default_seed_arms`); 0 with seed points off."""
+        s = self.search
+        if not s.seed_points:
+            return 0
+        if s.seed_arms is None:
+            return default_seed_arms(s.num_samples)
+        return min(s.seed_arms, s.num_samples)
+
+    @property
     def offered_arms(self) -> dict[str, dict[str, Any]]:
-        """The seed arms this study enqueues (arm -> point): never more than its trials, nor
-        than ``search/seed_arms``."""
+        """The seed arms this study enqueues (arm -> point): at most :attr:`seed_arm_limit`."""
         s = self.search
         if s.points:
             return {f"point_{i}": dict(p) for i, p in enumerate(s.points)}
-        if not s.seed_points:
-            return {}
-        n = s.num_samples if s.seed_arms is None else min(s.seed_arms, s.num_samples)
-        return dict(list(self.arm_projection.points.items())[:n])
+        return dict(list(self.arm_projection.points.items())[:self.seed_arm_limit])
+
+    def arms_line(self) -> str:
+        """The one line ``run`` and ``spaces --show`` print: which seed arms are offered to how
+        many trials, by which rule, how to ask for more, and how many trials Optuna samples."""
+        s = self.search
+        return self.arm_projection.summary(self.seed_arm_limit, trials=s.num_samples,
+                                           asked=s.seed_arms, seed_points=s.seed_points)
 
     @property
     def arm_projection(self):
@@ -146,6 +162,14 @@ class ExperimentSpec:
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def default_seed_arms(num_samples: int) -> int:
+    """Seed arms offered when ``search/seed_arms`` is not given: at most half the trials,
+    rounded down (8 trials: 4; 4: 2; 1: none, so a 1-trial study is sampled), so that Optuna's
+    sampler runs in every study of two trials or more and its importances rank sampled points,
+    not only fixed ones."""
+    return num_samples // 2
 
 
 def default_grace(max_epochs: int) -> int:
@@ -288,15 +312,80 @@ def lenient_spec(spec_file: dict[str, Any]) -> ExperimentSpec:
     return _assemble(preset, merged)
 
 
-def _defaults(preset: str) -> dict[str, Any]:
-    """The preset's run config and every spec section's defaults, as one nested dict."""
-    p = get_preset(preset)
-    merged: dict[str, Any] = p.config().to_dict()
+def _defaults(preset: str | None) -> dict[str, Any]:
+    """The preset's run config and every spec section's defaults, as one nested dict (None: the
+    built-in defaults, before any preset)."""
+    p = get_preset(preset) if preset is not None else None
+    merged: dict[str, Any] = (p.config() if p else RunConfig()).to_dict()
     for name, cls in SPEC_SECTIONS.items():
         merged[name] = asdict(cls())
-    for path, value in p.study.items():  # the preset's own study settings
+    for path, value in (p.study if p else {}).items():  # the preset's own study settings
         set_path(merged, path, value)
     return merged
+
+
+@dataclass(frozen=True)
+class SpecPath:
+    """One path ``tune-ptycho run --set`` accepts (``tune-ptycho paths`` lists them)."""
+
+    path: str
+    default: Any
+    group: str  # "model" (run, train, simulate), "study" (run only) or "legacy"
+    choices: tuple[str, ...] = ()  # the registry's names the value is one (or a list) of
+    note: str = ""
+
+
+# A word on the spec paths whose value is not a plain scalar or whose null means something.
+SPEC_PATH_NOTES = {
+    "preset": "run's default preset: cpu (train and simulate: tiny)",
+    "search/seed_arms": "null: at most half the trials (num_samples // 2)",
+    "search/max_concurrent": "0: as many as resources allow",
+    "search/params": "a mapping {config path: range} laid over the space; easier in a --spec file",
+    "search/resolved": "written by the service (the space as searched); a new run resolves it anew",
+    "search/points": "a list of {config path: value} run instead of the seed arms (crash-hunt)",
+    "scheduler/grace_period": "null: the preset's, or a quarter of train/max_epochs (at most 4)",
+    "storage/log_to": "a list or comma-separated names; none: no tracker",
+}
+
+
+def spec_choices() -> dict[str, tuple[str, ...]]:
+    """The choice-valued spec paths and the registries ``validate`` checks them against."""
+    from ptycho_model.presets import PRESETS
+    from search_spaces import SPACES
+
+    from .run.trackers import TRACKERS
+
+    return {"preset": tuple(PRESETS), "search/space": tuple(SPACES),
+            "scheduler/name": SCHEDULERS, "storage/log_to": tuple(TRACKERS)}
+
+
+def spec_paths(preset: str | None = None) -> list[SpecPath]:
+    """Every path ``--set`` accepts for ``run``, from what :func:`build_spec` checks them
+    against: ``preset``, the run config's sections (:data:`RUN_SECTIONS`), the spec's
+    (:data:`SPEC_SECTIONS`), and the legacy ``asha/`` paths :func:`legacy_paths` maps. Defaults
+    are ``preset``'s, or the built-in ones (None)."""
+    from ptycho_model.config import REGISTRIES, choices, known_paths
+
+    merged = _defaults(preset)
+    named = spec_choices()
+
+    def default(path: str) -> Any:
+        node: Any = merged
+        for part in path.split("/"):
+            node = node[part]
+        return node
+
+    out = [SpecPath("preset", preset or "cpu", "study", named["preset"],
+                    SPEC_PATH_NOTES["preset"])]
+    out += [SpecPath(p, default(p), "model", choices(p) if p in REGISTRIES else ())
+            for p in known_paths(RunConfig)]
+    for name, cls in SPEC_SECTIONS.items():
+        out += [SpecPath(p, default(p), "study", named.get(p, ()), SPEC_PATH_NOTES.get(p, ""))
+                for p in known_paths(cls, name)]
+    out += [SpecPath("asha/enabled", True, "legacy", (),
+                     "read as scheduler/name=asha (true) or none (false)"),
+            SpecPath("asha/<key>", None, "legacy", (), "read as scheduler/<key>")]
+    return out
 
 
 def _assemble(preset: str, merged: dict[str, Any]) -> ExperimentSpec:
@@ -346,15 +435,11 @@ def validate(spec: ExperimentSpec) -> None:
         raise ConfigError(f"storage/checkpoint_every={spec.storage.checkpoint_every} must be >= 1")
     if spec.storage.keep_checkpoints < 1:
         raise ConfigError(f"storage/keep_checkpoints={spec.storage.keep_checkpoints} must be >= 1")
+    _check_urls(spec.storage)  # first: the messages below show storage/path
     if is_remote(spec.storage.path) and not spec.storage.study_storage:
         raise ConfigError(f"storage/path={spec.storage.path!r} is not a local disk: SQLite is "
                           "unsafe there, so give --study-storage (a database URL, or "
                           "journal:///mnt/nfs/path/study.log)")
-    if _url_password(spec.storage.study_storage):
-        raise ConfigError("storage/study_storage: the database URL carries a password, which "
-                          "would be written in plain text to the experiment's spec.json and "
-                          "study.json; leave it out of the URL and give it to the driver's "
-                          "database client (PostgreSQL: ~/.pgpass or PGPASSWORD on the head)")
     _validate_trackers(spec.storage)
     name = spec.storage.name
     if name and (("/" in name) or name.startswith(".")):
@@ -378,19 +463,31 @@ def _validate_trackers(st: StorageSpec) -> None:
                           "MLflow store (SQLite in the experiment) cannot live: give --mlflow-uri")
 
 
-def _url_password(url: str) -> str | None:
-    """The password in an SQLAlchemy database URL, if any (``journal://`` paths have none)."""
+def _check_urls(st: StorageSpec) -> None:
+    """No URL the service takes holds a secret (:func:`.secrets.check_no_secret`), and the
+    study storage is a database URL (``journal://`` paths aside)."""
+    from .secrets import check_no_secret, redact
+
+    urls = {"storage/study_storage": st.study_storage, "storage/mlflow_uri": st.mlflow_uri}
+    if is_remote(st.path):
+        urls["storage/path"] = st.path
+    for path, url in urls.items():
+        if not isinstance(url, str):
+            raise ConfigError(f"{path}={url!r} must be a string")
+        check_no_secret(path, url)
+    url = st.study_storage
     if not url or url.startswith("journal://"):
-        return None
+        return
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        return make_url(url).password
-    except ArgumentError as e:
-        raise ConfigError(f"storage/study_storage={url!r} is not a database URL "
-                          "(dialect://user@host/db, sqlite:///path or journal:///path)") from e
+        make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"storage/study_storage={redact(url)!r} is not a database URL "
+                          "(dialect://user@host/db, sqlite:///path or journal:///path)") from None
 
 
 __all__ = ["ExperimentSpec", "SearchSpec", "SchedulerSpec", "SCHEDULERS", "ResourcesSpec",
-           "StorageSpec", "build_spec", "load_spec", "read_spec_file", "validate", "unflatten"]
+           "StorageSpec", "SpecPath", "build_spec", "default_seed_arms", "spec_paths",
+           "load_spec", "read_spec_file", "validate", "unflatten"]
