@@ -4,6 +4,7 @@ and on PostgreSQL."""
 from __future__ import annotations
 
 import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,10 +24,12 @@ from procs import cli, kill_session, wait_for
 from rows import snapshot_trials, trial_rows, worker_runs
 
 N_TRIALS = 5
-# 0.4 CPU a trial: the drivers of a test share the session's Ray (2 CPUs); the trials mostly sleep
+# 0.4 CPU a trial: the drivers of a test share the session's Ray (2 CPUs); the trials mostly sleep.
+# search/seed_arms: every trial a seed arm (stage_a has 5; a smaller --num-samples caps it), so
+# the repair's re-enqueued arms are checked on every trial (the default offers half).
 RUN = ["run", "--preset", "tiny", "--space", "stage_a", "--num-samples", str(N_TRIALS),
        "--max-epochs", "6", "--max-concurrent", "2", "--grace-period", "3", "--cpus-per-trial",
-       "0.4",
+       "0.4", "--set", f"search/seed_arms={N_TRIALS}",
        "--no-dashboard", "--no-progress", "--set", "train/eval_every=0",
        "--set", "faults/allowed=true", "--set", "faults/sleep_s=0.7"]
 
@@ -41,10 +44,12 @@ def snapshot_knows_a_running_checkpoint(exp: Path) -> bool:
 
 
 def drive_and_kill(exp: Path, run_args: list[str], env: dict[str, str], kills: int = 2,
-                   while_running=None) -> str:
+                   while_running=None, move_to: Path | None = None) -> str:
     """Start ``run``, SIGKILL its driver once two trials have checkpointed twice, SIGKILL the
     first ``resume`` once it has made progress (``kills=2``), and resume to the end. Calls
-    ``while_running()`` while the first driver is alive. Returns the last driver's output."""
+    ``while_running()`` while the first driver is alive. ``move_to``: after the first kill the
+    experiment is copied there and the original removed; the resumes run on the copy. Returns
+    the last driver's output."""
     env = dict(env, TUNE_GLOBAL_CHECKPOINT_S="2")  # Tune's snapshot every 2 s, not 10
     p = cli([*RUN, *run_args, "--storage", str(exp.parent), "--name", exp.name], env)
     try:
@@ -58,6 +63,10 @@ def drive_and_kill(exp: Path, run_args: list[str], env: dict[str, str], kills: i
     finally:
         kill_session(p.pid)
     p.wait()
+    if move_to is not None:  # an experiment that travels: its study goes with it
+        shutil.copytree(exp, move_to)
+        shutil.rmtree(exp)
+        exp = move_to
     for _ in range(kills - 1):  # a resume, killed again once it has made progress
         before = sum(len(r) for r in trial_rows(exp).values())
         p = cli(["resume", str(exp), "--no-dashboard"], env)
@@ -111,7 +120,8 @@ def check_accounting(exp: Path, n_trials: int) -> optuna.Study:
         sampled = {k: v for k, v in _flat(rows[-1]["config"]).items()}
         assert by_tune[trial_id].params == sampled
         assert by_tune[trial_id].user_attrs["outcome"] in (FINISHED, STOPPED_EARLY)
-    # the seed arms ran once each (stage_a has 5; a study of n <= 5 trials runs n of them)
+    # the seed arms ran once each (stage_a has 5; RUN's search/seed_arms=5 gives a study of
+    # n <= 5 trials n of them)
     arms = sorted(json.dumps(t.params, sort_keys=True) for t in complete)
     assert len(set(arms)) == len(arms) == n_trials
     return study
@@ -125,14 +135,16 @@ def _tune_ids(study: optuna.Study) -> set[str]:
 def test_sigkill_then_resume_accounts_for_every_trial_on_sqlite_and_postgres(
         tmp_path, capsys, postgres, shared_ray):
     """Side by side (the machine has the room: the trials mostly sleep): an SQLite experiment
-    killed twice and resumed, with a second `resume` tried against its live driver; and on one
+    killed twice and resumed, with a second `resume` tried against its live driver, moved to
+    another directory after the first kill (the original removed); and on one
     PostgreSQL database an experiment killed once and resumed while a second experiment runs."""
     envs = {k: shared_ray.env() for k in ("s", "a", "b")}
-    exp, pg_a = tmp_path / "killed", tmp_path / "a"
+    first, pg_a = tmp_path / "killed", tmp_path / "a"
+    exp = tmp_path / "moved" / first.name
     url = postgres.create_database("optuna")
 
     def second_driver(p) -> None:  # a second resume while the first driver lives: refused
-        assert main(["resume", str(exp), "--no-dashboard"]) == EXIT_BAD_INPUT
+        assert main(["resume", str(first), "--no-dashboard"]) == EXIT_BAD_INPUT
         err = capsys.readouterr().err
         assert f"is being driven by pid {p.pid} on " in err, err
 
@@ -143,7 +155,8 @@ def test_sigkill_then_resume_accounts_for_every_trial_on_sqlite_and_postgres(
              "--name", "b", "--study-storage", url], envs["b"])
     try:
         with ThreadPoolExecutor(2) as pool:
-            on_sqlite = pool.submit(drive_and_kill, exp, [], envs["s"], 2, second_driver)
+            on_sqlite = pool.submit(drive_and_kill, first, [], envs["s"], 2, second_driver,
+                                    exp)
             on_pg = pool.submit(drive_and_kill, pg_a, ["--study-storage", url,
                                                        "--num-samples", "4"], envs["a"], 1)
             on_sqlite.result(), on_pg.result()
@@ -152,9 +165,10 @@ def test_sigkill_then_resume_accounts_for_every_trial_on_sqlite_and_postgres(
         kill_session(b.pid)
     assert b.returncode == 0, out_b
 
-    check_accounting(exp, N_TRIALS)
+    check_accounting(exp, N_TRIALS)  # the copy's own study finished the study
     assert not (exp / LOCK_FILE).exists()  # the last driver ended cleanly and let go
-    assert ExperimentInfo.load(str(exp)).study_url.startswith("sqlite:///")
+    assert ExperimentInfo.load(str(exp)).study_url == f"sqlite:///{exp.resolve() / 'optuna.db'}"
+    assert not first.exists()  # nothing was written where the experiment used to be
 
     study_a = check_accounting(pg_a, 4)  # exactly as with SQLite
     assert ExperimentInfo.load(str(pg_a)).study_url == url

@@ -21,7 +21,7 @@ from ptycho_model.config import RunConfig, flatten
 from ptycho_model.errors import InputError
 
 from ..storage.experiment import (
-    RESULT_FILE, SPEC_FILE, STUDY_META, ExperimentInfo, NotAnExperiment, newest_per_epoch,
+    RESULT_FILE, SPEC_FILE, ExperimentInfo, NotAnExperiment, newest_per_epoch, read_study_record,
     result_rows,
 )
 from ..outcomes import (  # noqa: F401 — the outcome names are part of analysis' interface
@@ -149,13 +149,9 @@ def _lenient_info(root: Path) -> ExperimentInfo:
     spec = lenient_spec(json.loads((root / SPEC_FILE).read_text()))
     root = root.resolve()
     try:
-        url = json.loads((root / STUDY_META).read_text())["url"]
-    except (OSError, ValueError, KeyError):
-        url = storage_url(str(root), spec.storage.study_storage)
-    try:
-        study_name = json.loads((root / STUDY_META).read_text()).get("study_name", "")
-    except (OSError, ValueError, AttributeError):
-        study_name = ""
+        url, study_name = read_study_record(str(root))
+    except InputError:
+        url, study_name = storage_url(str(root), spec.storage.study_storage), ""
     return ExperimentInfo(uri=str(root), name=root.name, storage_path=str(root.parent), spec=spec,
                           study_url=url, study_name=study_name)
 

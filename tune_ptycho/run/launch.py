@@ -12,6 +12,7 @@ from typing import Any
 from ..analysis.collapses import collapse_summary
 from ..analysis.ranking import best_lines, rank_key
 from ..cluster.resources import check_request, connect
+from ..secrets import aws_keys_kept_from_trials
 from ..exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIAL_ERRORS
 from ..spec import ExperimentSpec
 from ..storage.dataset_cache import get_datasets, slim_for_trials
@@ -22,11 +23,12 @@ from ..storage.experiment import (
 from ..storage.fs import check_writable, is_remote
 from ..storage.lock import DriverLock
 from ..storage.study import check_reachable, load_study
+from .relocation import resumed_at
 from .disk_guard import check_space
 from .driver_errors import DRIVER_ERROR_FILE, failure_reason, tracebacks_to_file
 from .progress import ProgressCallback
 from .searcher import repair_before_resume
-from .trackers import check_trackers, logger_callbacks, own_loggers, tensorboard_hint
+from .trackers import check_trackers, logger_callbacks, own_loggers, tracker_hints
 from .tuner import build_tuner, make_trainable, pending_trials
 
 # Quiet Ray's experiment-snapshot warnings (ray #31613) and keep relative paths working.
@@ -76,8 +78,8 @@ def run(spec: ExperimentSpec, address: str | None = None, dashboard: bool = True
             before_fit(info)
         print(f"experiment {info.uri}: space {spec.search.space}, preset {spec.preset}, "
               f"{spec.search.num_samples} trials, {spec.run.train.max_epochs} epochs max")
-        if spec.search.seed_points and not spec.search.points:
-            print(spec.arm_projection.summary(len(spec.offered_arms)))
+        if not spec.search.points:  # explicit points (a crash hunt's) replace the seed arms
+            print(spec.arms_line())
         cb = ProgressCallback(spec.search.num_samples, spec.run.train.max_epochs,
                               enabled=progress)
         callbacks = [cb] + ([guard] if guard else []) + logger_callbacks(
@@ -111,10 +113,12 @@ def resume(path: str, address: str | None = None, dashboard: bool = True) -> int
             print(f"study: {failed} trial(s) the killed driver had started but Tune never "
                   f"recorded marked FAIL; {requeued} seed arm(s) among them enqueued again")
         print(f"resuming {info.uri}")
-        tuner = tune.Tuner.restore(info.uri, trainable=make_trainable(info.spec,
-                                                                      slim_for_trials(data)),
-                                   resume_unfinished=True, resume_errored=True)
-        return fit_and_finish(info, tuner)
+        # Tune unpickles the searcher twice (tuner.pkl now, its state in fit): its study is
+        # the one the experiment holds where it is now, if it was copied or moved
+        with resumed_at(info.uri, info.study_url):
+            tuner = tune.Tuner.restore(info.uri, trainable=make_trainable(
+                info.spec, slim_for_trials(data)), resume_unfinished=True, resume_errored=True)
+            return fit_and_finish(info, tuner)
 
 
 def drop_unreadable_error_files(experiment_dir: Path) -> int:
@@ -134,7 +138,7 @@ def fit_and_finish(info: ExperimentInfo, tuner) -> int:
     traceback; the tracebacks go to ``driver_error.txt`` in the experiment."""
     with tracebacks_to_file(info.uri) as tracebacks:
         try:
-            with pending_trials(info.spec):
+            with pending_trials(info.spec), aws_keys_kept_from_trials(info.uri):
                 results = tuner.fit()
         except KeyboardInterrupt:
             raise
@@ -166,9 +170,9 @@ def finish(info: ExperimentInfo, results) -> int:
     if best is not None:
         print_best(best)
     print(f"experiment: {info.uri}")
-    hint = tensorboard_hint(info.spec.storage.log_to, info.uri)
-    if hint:
-        print(hint)
+    for line in tracker_hints(info.spec.storage.log_to, info.uri, info.spec.storage.mlflow_uri,
+                              info.study_url):
+        print(line)
     print(f"analyse it: tune-ptycho analyze {info.uri}")
     if interrupted:
         print(f"{n_done}/{n_total} trials finished; continue with: tune-ptycho resume {info.uri}",

@@ -16,7 +16,7 @@ snapshot that ``Tuner.restore`` resumes from:
 from __future__ import annotations
 
 import logging
-import pickle
+import math
 from typing import Any
 
 import optuna
@@ -25,7 +25,6 @@ from ray.tune.search.optuna import OptunaSearch
 from ptycho_model import names
 
 from ..outcomes import classify
-from ..storage.fs import newest_entry, read_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +56,7 @@ class ResumableOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self.max_epochs = max_epochs
         self.last_results: dict[str, dict] = {}  # trial id -> its newest result (saved with us)
+        self.reported: dict[str, set[int]] = {}  # trial id -> epochs told to the study
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
@@ -78,7 +78,30 @@ class ResumableOptunaSearch(OptunaSearch):
         if self._finished(trial_id):
             return
         self.last_results[trial_id] = {k: result[k] for k in _KEPT if k in result}
-        super().on_trial_result(trial_id, result)
+        self._report(trial_id, result)
+
+    def _report(self, trial_id: str, result: dict | None) -> None:
+        """The result's objective as the study trial's intermediate value at its epoch.
+
+        Ray's OptunaSearch reports at ``training_iteration`` and only the results that do not
+        stop the trial: Tune hands the one that stops it (the scheduler's rung, the collapse
+        rule, the last epoch) to ``on_trial_complete`` alone. Every epoch goes in here, keyed
+        as ``result.json`` keys it, so Optuna's curves (``plot_intermediate_values``) show each
+        trial whole. An epoch a retried trial reports again is kept as first reported."""
+        ot_trial = ray_optuna_state(self)[0].get(trial_id)
+        if ot_trial is None or not result:
+            return
+        try:
+            value = float(result[self.metric])
+            step = int(result.get(names.EPOCH, result.get("training_iteration")))
+        except (KeyError, TypeError, ValueError):
+            return
+        if not hasattr(self, "reported"):  # a searcher pickled before this attribute existed
+            self.reported = {}
+        done = self.reported.setdefault(trial_id, set())
+        if math.isfinite(value) and step not in done:
+            ot_trial.report(value, step)
+            done.add(step)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
@@ -91,6 +114,8 @@ class ResumableOptunaSearch(OptunaSearch):
         if self._finished(trial_id):
             completed.add(trial_id)
             return
+        if not error:
+            self._report(trial_id, result)  # the result that stopped it: its last epoch
         ot_trial = ot_trials.get(trial_id)
         if ot_trial is not None:
             # The study alone then tells a collapsed or diverged trial from a healthy one, and
@@ -104,19 +129,24 @@ class ResumableOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
-def _known_numbers(experiment_uri: str) -> set[int] | None:
-    """Study trial numbers the latest searcher snapshot maps to Tune trials."""
-    snap = newest_entry(experiment_uri, "searcher-state-", ".pkl")
-    if snap is None:
+def _known_to_tune(experiment_uri: str, study: optuna.Study) -> set[int] | None:
+    """Study trial numbers of the Tune trials in Tune's newest experiment snapshot (the one
+    ``Tuner.restore`` resumes), found by the ``tune_trial_id`` user attribute every study trial
+    gets when it is asked for. Read from JSON and the study alone: no pickle of the experiment
+    is opened (its searcher state holds handles on the study where it was written)."""
+    from ..storage.experiment import saved_trial_statuses
+
+    tune_ids = set(saved_trial_statuses(experiment_uri))
+    if not tune_ids:
         return None
-    state: dict[str, Any] = pickle.loads(read_bytes(snap))
-    return {t.number for t in ray_optuna_state(state)[0].values()}
+    return {t.number for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("tune_trial_id") in tune_ids}
 
 
 def repair_before_resume(experiment_uri: str, study: optuna.Study) -> tuple[int, int]:
     """Mark RUNNING study trials unknown to Tune's snapshot FAIL; re-enqueue the seed arms they
     carried. Returns (failed, re-enqueued)."""
-    known = _known_numbers(experiment_uri)
+    known = _known_to_tune(experiment_uri, study)
     if known is None:
         return 0, 0
     failed = requeued = 0

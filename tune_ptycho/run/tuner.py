@@ -19,6 +19,7 @@ from search_spaces import make_sampler
 from trainables.ptycho import train_ptycho
 
 from .hyperband import ReproducibleHyperBand
+from .relocation import place_new_trial
 from .searcher import ResumableOptunaSearch
 from ..spec import ExperimentSpec
 from .stoppers import CollapseStopper
@@ -46,23 +47,56 @@ def make_searcher(spec: ExperimentSpec, study_url: str, study_name: str) -> Resu
         return ResumableOptunaSearch(space=spec.space, metric=names.OBJECTIVE, mode=names.MODE,
                                      points_to_evaluate=points or None,
                                      sampler=make_sampler(s.seed, s.n_startup_trials),
-                                     study_name=study_name, storage=open_storage(study_url),
+                                     study_name=study_name,
+                                     storage=open_storage(study_url, in_experiment=not
+                                                          spec.storage.study_storage),
                                      max_epochs=spec.run.train.max_epochs)
+
+
+class _ServiceScheduler:
+    """What every trial scheduler of the service adds to Ray's.
+
+    * It keeps the metric it was built with. TuneConfig names the study's ``objective`` (and
+      ``min``) so that Ray's readers of the experiment (``Tuner.restore(...).get_results()
+      .get_best_result()``) need no arguments; Tune then offers that metric to the scheduler as
+      well and refuses one built with its own. ASHA and HyperBand judge on the *current*
+      val_loss (docs/design.md).
+    * A trial added while a copied or moved experiment resumes goes where the experiment is
+      now (:mod:`.relocation`)."""
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return True
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        place_new_trial(trial)
+        super().on_trial_add(tune_controller, trial)
+
+
+class ValLossASHA(_ServiceScheduler, ASHAScheduler):
+    pass
+
+
+class ValLossHyperBand(_ServiceScheduler, ReproducibleHyperBand):
+    pass
+
+
+class NoEarlyStop(_ServiceScheduler, FIFOScheduler):
+    pass
 
 
 def make_scheduler(spec: ExperimentSpec):
     a = spec.scheduler
     if a.name == "hyperband":
-        return ReproducibleHyperBand(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
+        return ValLossHyperBand(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
                                      max_t=spec.run.train.max_epochs,
                                      reduction_factor=a.reduction_factor,
                                      grace_period=spec.grace,
                                      stopped_by_rule=collapse_stopper(spec))
     if a.name == "asha":
-        return ASHAScheduler(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
+        return ValLossASHA(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
                              max_t=spec.run.train.max_epochs, grace_period=spec.grace,
                              reduction_factor=a.reduction_factor, brackets=a.brackets)
-    return FIFOScheduler()
+    return NoEarlyStop()
 
 
 def collapse_stopper(spec: ExperimentSpec) -> CollapseStopper:
@@ -116,11 +150,15 @@ def build_tuner(spec: ExperimentSpec, data: Datasets, name: str, storage_path: s
                 study_name: str | None = None) -> tune.Tuner:
     s = spec.search
     tune_config = tune.TuneConfig(
+        # recorded in tuner.pkl: what Ray's own readers rank by when given no metric
+        metric=names.OBJECTIVE, mode=names.MODE,
         search_alg=make_searcher(spec, study_url, study_name or name),
         scheduler=make_scheduler(spec),
         num_samples=s.num_samples,
         max_concurrent_trials=max_concurrent_trials(spec),
         trial_dirname_creator=_dirname,
+        # str(trial): how trackers name a trial's run (MLflow, W&B), as its directory is named
+        trial_name_creator=_dirname,
         # A trial after the first few, or a HyperBand trial unpaused at a rung, takes over a
         # finished trial's worker instead of starting a process (torch and the package imported
         # again: ~8 s on a busy 2-core host; bench/startup.py). The trainable keeps no state

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from ptycho_model.errors import InputError
 
 from ..spec import ExperimentSpec, build_spec
 from .fs import exists, is_remote, newest_entry, read_text, write_text
-from .study import fail_orphans, load_study, storage_url
+from .study import fail_orphans, load_study, storage_url, study_record, url_from_record
 
 SPEC_FILE = "spec.json"
 DATASET_FILE = "dataset.json"
@@ -68,10 +68,26 @@ class ExperimentInfo:
         if not exists(uri.rstrip("/") + "/" + SPEC_FILE):
             raise NotAnExperiment(f"{uri!r} is not a tune-ptycho experiment (no {SPEC_FILE})")
         spec = build_spec(json.loads(read_text(uri.rstrip("/") + "/" + SPEC_FILE)), recorded=True)
-        meta = json.loads(read_text(uri.rstrip("/") + "/" + STUDY_META))
         name = uri.rstrip("/").rsplit("/", 1)[-1]
-        return cls(uri=uri, name=name, storage_path=uri.rstrip("/").rsplit("/", 1)[0], spec=spec,
-                   study_url=meta["url"], study_name=meta.get("study_name", name))
+        storage_path = uri.rstrip("/").rsplit("/", 1)[0]
+        url, study_name = read_study_record(uri)
+        # where the experiment is now, not where it was written (a copy, a move, a download)
+        spec = replace(spec, storage=replace(spec.storage, path=storage_path, name=name))
+        return cls(uri=uri, name=name, storage_path=storage_path, spec=spec,
+                   study_url=url, study_name=study_name or name)
+
+
+def read_study_record(uri: str) -> tuple[str, str]:
+    """(study URL, study name) from the experiment's ``study.json``, the URL resolved for where
+    the experiment is now (:func:`.study.url_from_record`)."""
+    uri = uri.rstrip("/")
+    try:
+        meta = json.loads(read_text(uri + "/" + STUDY_META))
+    except (OSError, ValueError) as e:
+        raise NotAnExperiment(f"{uri!r}: cannot read its {STUDY_META} ({e})") from None
+    if not isinstance(meta, dict):
+        raise NotAnExperiment(f"{uri!r}: its {STUDY_META} is not a JSON object")
+    return url_from_record(uri, meta), str(meta.get("study_name") or "")
 
 
 def refuse_existing(spec: ExperimentSpec, name: str) -> str:
@@ -93,8 +109,8 @@ def create_experiment(spec: ExperimentSpec, name: str, data_manifest: dict[str, 
     study_name = study_name or name
     write_text(uri + "/" + SPEC_FILE, json.dumps(spec.to_dict(), indent=2) + "\n")
     write_text(uri + "/" + DATASET_FILE, json.dumps(data_manifest, indent=2, default=str) + "\n")
-    write_text(uri + "/" + STUDY_META, json.dumps({"url": url, "study_name": study_name},
-                                                  indent=2))
+    write_text(uri + "/" + STUDY_META,
+               json.dumps(study_record(uri, url, study_name), indent=2) + "\n")
     return ExperimentInfo(uri=uri, name=name, storage_path=uri.rsplit("/", 1)[0], spec=spec,
                           study_url=url, study_name=study_name)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -24,20 +26,112 @@ def storage_url(experiment_dir: str, study_storage: str) -> str:
     return f"sqlite:///{Path(experiment_dir).resolve() / STUDY_FILE}"
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+# ``study.json`` records where the study is. A study file inside the experiment is recorded
+# relative to it (``{"file": "optuna.db", "backend": "sqlite"}``), so that a copied or moved
+# experiment (another disk, another machine, back from S3) finds its own study wherever it is;
+# a database server or a file outside the experiment keeps its URL (``{"url": ...}``).
+_FILE_SCHEMES = {"sqlite": "sqlite:///", "journal": "journal://"}
+
+
+class BadStudyRecord(InputError):
+    """``study.json`` names a study file outside its experiment, or cannot be read."""
+
+
+def _file_of(url: str) -> tuple[str, Path] | None:
+    """(backend, path) of a study kept in a local file, None for a database server."""
+    for backend, prefix in _FILE_SCHEMES.items():
+        if url.startswith(prefix):
+            return backend, Path(url[len(prefix):])
+    return None
+
+
+def study_record(experiment_dir: str, url: str, study_name: str) -> dict[str, str]:
+    """What ``study.json`` holds for the study at ``url`` (see above)."""
+    found = _file_of(url)
+    if found is not None and "://" not in experiment_dir:
+        backend, path = found
+        try:
+            rel = path.resolve().relative_to(Path(experiment_dir).resolve())
+        except ValueError:
+            rel = None
+        if rel is not None:
+            return {"backend": backend, "file": rel.as_posix(), "study_name": study_name}
+    return {"url": url, "study_name": study_name}
+
+
+def url_from_record(experiment_dir: str, record: dict) -> str:
+    """The study's URL for the experiment now at ``experiment_dir`` from its ``study.json``.
+
+    A relative ``file`` resolves inside the experiment and never outside it (``..`` and absolute
+    paths are refused). An older record holds an absolute ``sqlite:///.../optuna.db`` URL: when
+    the experiment holds its own ``optuna.db``, that copy is the study (the recorded path is where
+    the experiment was written, which a copy no longer is)."""
+    if "file" in record:
+        rel = str(record["file"])
+        backend = str(record.get("backend", "sqlite"))
+        if backend not in _FILE_SCHEMES or not rel or rel.startswith("/") or \
+                ".." in Path(rel).parts:
+            raise BadStudyRecord(f"study.json: file={rel!r} (backend {backend!r}) is not a "
+                                 "study file inside the experiment")
+        return f"{_FILE_SCHEMES[backend]}{Path(experiment_dir) / rel}"
+    url = str(record.get("url") or "")
+    if not url:
+        raise BadStudyRecord("study.json names no study (neither 'file' nor 'url')")
+    found = _file_of(url)
+    if found is not None and found[0] == "sqlite" and found[1].name == STUDY_FILE \
+            and "://" not in experiment_dir and (Path(experiment_dir) / STUDY_FILE).is_file():
+        return f"sqlite:///{Path(experiment_dir).resolve() / STUDY_FILE}"
+    return url
+
+
+def open_storage(url: str, in_experiment: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage object (OptunaSearch wants an object, not a URL string).
 
     ``journal:///path/study.log`` selects Optuna's file journal (safe on a shared filesystem);
-    anything else is an SQLAlchemy database URL.
+    anything else is an SQLAlchemy database URL. ``in_experiment``: the study file inside the
+    experiment (:class:`ExperimentStudyStorage`).
     """
     if url.startswith("journal://"):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal://"):]))
-    return _rdb_storage(url)
+    return _rdb_storage(url, ExperimentStudyStorage if in_experiment else
+                        optuna.storages.RDBStorage)
 
 
-def _rdb_storage(url: str, attempts: int = 4) -> optuna.storages.RDBStorage:
+_study_now: dict[str, str] = {}
+
+
+class ExperimentStudyStorage(optuna.storages.RDBStorage):
+    """The SQLite study inside an experiment, as the searcher holds it.
+
+    Tune pickles the searcher, this storage with it, into ``tuner.pkl`` and
+    ``searcher-state-*.pkl``; pickled, it carries the URL of where the experiment was written,
+    and Optuna's ``RDBStorage`` connects on unpickling (creating its tables). In a process
+    resuming the experiment (:func:`study_found_at`), it opens the study where the experiment
+    is now instead: a copied or moved experiment resumes on its own study, and nothing is
+    written where it used to be. (A searcher pickled before this class holds a plain
+    ``RDBStorage``: such an experiment resumes where it was written.)"""
+
+    def __setstate__(self, state: dict) -> None:
+        if _study_now.get("url"):
+            state = {**state, "url": _study_now["url"]}
+        super().__setstate__(state)
+
+
+@contextmanager
+def study_found_at(url: str) -> Iterator[None]:
+    """While it lasts, an :class:`ExperimentStudyStorage` unpickled in this process opens
+    ``url`` (``resume``: the study of the experiment as it is now)."""
+    _study_now["url"] = url
+    try:
+        yield
+    finally:
+        _study_now.pop("url", None)
+
+
+def _rdb_storage(url: str, cls: type = optuna.storages.RDBStorage,
+                 attempts: int = 4) -> optuna.storages.RDBStorage:
     """Optuna's RDBStorage, which creates its tables on first use. Two drivers that start
     together on a fresh PostgreSQL database race in that creation (``CREATE TYPE`` of an enum:
     a unique violation in ``pg_type``, or a table that now exists); the loser tries again and
@@ -47,8 +141,7 @@ def _rdb_storage(url: str, attempts: int = 4) -> optuna.storages.RDBStorage:
 
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(database_url(url),
-                                              engine_kwargs=_engine_kwargs(url))
+            return cls(database_url(url), engine_kwargs=_engine_kwargs(url))
         except (IntegrityError, ProgrammingError) as e:
             if attempt == attempts - 1 or "already exists" not in str(e):
                 raise
