@@ -37,8 +37,18 @@ SPEC = {
 
 
 @pytest.mark.slow
-def test_a_warmup_past_the_cliff_learns_then_is_flagged_and_a_tenth_of_it_is_not(
+def test_a_warmup_past_the_cliff_learns_then_collapses_and_a_tenth_of_it_does_not(
         ray_session, tmp_path):
+    """Past the cliff the arm's fate is chaotic; two ends have been seen, each checked here:
+
+    * flagged: it goes flat (a constant output) or blows up, the rule flags it after its best
+      and stops it (2026-12-02/03 hosts);
+    * not flagged: its *amplitude* goes constant (the final amp SSIM is the constant output's,
+      to the digit) while the complex output still varies a little (std/mean 0.004 against
+      the flat rule's 1e-3) and val_loss stays 1.8x its best (the ratio rule wants 2x): it
+      trains to the end unflagged. That is the rule's known blind spot at its defaults
+      (2026-12-07 host, every run of the seeded study; docs/calibration.md).
+    Either way it learned first, and a tenth of its peak learns and never collapses."""
     spec = tmp_path / "cliff.json"
     spec.write_text(json.dumps(SPEC))
     code = main(["run", "--spec", str(spec), "--storage", str(tmp_path), "--name", "cliff",
@@ -52,23 +62,34 @@ def test_a_warmup_past_the_cliff_learns_then_is_flagged_and_a_tenth_of_it_is_not
     first, last = cliff[0][names.VAL_LOSS], cliff[-1]
     best_epoch = last[names.BEST_EPOCH]
     assert last[names.BEST_VAL_LOSS] < 0.8 * first and best_epoch > 1  # it learned first
-    flagged = next(r[names.EPOCH] for r in cliff if r[names.COLLAPSED])
-    assert flagged > best_epoch and last[names.EPOCH] < EPOCHS  # flagged after its best, stopped
-    assert last[names.COLLAPSED] == 1 and last[names.COLLAPSE_KIND] != names.KIND_NONE
+    # its best weights reconstruct; its last ones no better than a constant amplitude, or worse
+    constant = last[names.AMP_SSIM_CONSTANT]
+    assert last[names.BEST_CKPT_PREFIX + names.AMP_SSIM] > constant + 0.1
+    flagged = next((r[names.EPOCH] for r in cliff if r[names.COLLAPSED]), None)
+    if flagged is not None:
+        assert flagged > best_epoch and last[names.EPOCH] < EPOCHS  # flagged after its best
+        assert last[names.COLLAPSED] == 1 and last[names.COLLAPSE_KIND] != names.KIND_NONE
+    else:
+        assert last[names.EPOCH] == EPOCHS and last[names.AMP_SSIM] < constant + 0.01
+        assert last[names.VAL_LOSS] > 1.5 * last[names.BEST_VAL_LOSS]  # worse than its best
     # Not asserted: the spike at the warmup peak. It is chaotic like the rest past the cliff:
     # 10^6 x the best val_loss with the FFT spectral layer, 1.7 x with the matmul one (the same
-    # map to float rounding), and the arm is flagged either way.
+    # map to float rounding).
 
     assert not any(r[names.COLLAPSED] for r in low) and low[-1][names.EPOCH] == EPOCHS
     assert low[-1][names.BEST_VAL_LOSS] < 0.8 * low[0][names.VAL_LOSS]
+    assert low[-1][names.AMP_SSIM] > low[-1][names.AMP_SSIM_CONSTANT] + 0.1
 
     assert main(["analyze", str(tmp_path / "cliff")]) == 0
     report = (tmp_path / "cliff" / "report" / "report.md").read_text()
-    assert "## What collapses" in report and "1 of 2 trials collapsed" in report
+    assert "## What collapses" in report
+    if flagged is not None:
+        assert "1 of 2 trials collapsed" in report
     assert (tmp_path / "cliff" / "report" / "collapse.png").stat().st_size > 10_000
 
-    # Inside the model: a block of the cliff trial went flat, the last layer's output is flat
-    # at the end; nothing of the twin at a tenth of the peak is.
+    # Inside the model: a block of the cliff trial went flat after its best, and its last
+    # layer's output spread fell to a sliver of its best weights' (or blew up); nothing of the
+    # twin at a tenth of the peak is flat.
     flat_std = SPEC_FLAT_STD
     docs = {}
     for lr, rows in by_lr.items():
@@ -79,18 +100,16 @@ def test_a_warmup_past_the_cliff_learns_then_is_flagged_and_a_tenth_of_it_is_not
     end, best = docs[PEAK]["layers"][-1], docs[PEAK]["best_layers"][-1]
     assert best["rel_std"] > 10 * flat_std  # its best weights were not flat
     flat = docs[PEAK]["first_flat"]
-    # Past the cliff the trajectory is chaotic: the same arm either goes flat (its output a
-    # constant) or blows up and is flagged by the ratio; which one depends on float rounding on
-    # the machine. Each must show in the diagnosis.
     if flat is not None:
-        assert flat["epoch"] <= flagged, flat
-        assert end["rel_std"] < flat_std  # near zero: a constant output
-    else:
+        assert best_epoch < flat["epoch"] <= (flagged or EPOCHS), flat
+        assert end["rel_std"] < 0.05 * best["rel_std"]  # (near) constant
+    else:  # the ratio's end: the output blew up
         assert last[names.COLLAPSE_KIND] == names.KIND_RATIO
         assert end["out_std"] > 100 * best["out_std"]  # the head's output blew up
     assert docs[PEAK / 10]["first_flat"] is None
     assert min(la["rel_std"] for la in docs[PEAK / 10]["layers"]) > 10 * flat_std
-    assert "## Inside the collapsed trials" in report
-    if flat is not None:
-        assert f"| {flat['block']} |" in report
-    assert (tmp_path / "cliff" / "report" / "layers.png").stat().st_size > 10_000
+    if flagged is not None:
+        assert "## Inside the collapsed trials" in report
+        if flat is not None:
+            assert f"| {flat['block']} |" in report
+        assert (tmp_path / "cliff" / "report" / "layers.png").stat().st_size > 10_000
