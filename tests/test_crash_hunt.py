@@ -23,6 +23,21 @@ def test_wilson_interval_matches_the_textbook_values():
     assert lo == pytest.approx(0.0615, abs=1e-3) and hi == pytest.approx(0.7923, abs=1e-3)
 
 
+def test_a_hunt_of_one_seed_is_a_valid_plan(tiny_experiment):
+    """One seed per configuration: the seed is offered as a choice (a range low == high was
+    refused: 'search.params.train/seed: low=1 must be < high=1')."""
+    from tune_ptycho.analysis.load import load_experiment
+    from tune_ptycho.crash_hunt import hunt_seeds, hunt_spec, pick_trials
+    from tune_ptycho.storage.experiment import ExperimentInfo
+
+    parent = ExperimentInfo.load(str(tiny_experiment))
+    picked = pick_trials(load_experiment(tiny_experiment, with_study=False), 2)
+    seeds = hunt_seeds(parent.spec, 1)
+    spec = hunt_spec(parent, [{"params": dict(t.params)} for t in picked], seeds)
+    assert spec.search.num_samples == 2
+    assert [p["train/seed"] for p in spec.search.points] == seeds * 2
+
+
 def test_bad_counts_and_an_experiment_with_nothing_to_rerun_are_refused(tiny_experiment,
                                                                         tmp_path, capsys):
     assert main(["crash-hunt", str(tiny_experiment), "--seeds", "0"]) == 2

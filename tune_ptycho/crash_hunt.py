@@ -78,7 +78,8 @@ def hunt_spec(parent: ExperimentInfo, configs: list[dict[str, Any]], seeds: list
     spec = parent.spec
     points = [{**c["params"], SEED_PATH: s} for c in configs for s in seeds]
     resolved = {**spec.search.resolved,
-                SEED_PATH: {"low": min(seeds), "high": max(seeds), "int": True}}
+                # the seeds as choices: a range would refuse a single seed (low == high)
+                SEED_PATH: {"choices": list(seeds)}}
     search = replace(spec.search, num_samples=len(points), points=points, resolved=resolved,
                      seed_points=False, seed_arms=0)
     storage = replace(spec.storage, path=parent.uri, name=CRASH_HUNT_DIR)
