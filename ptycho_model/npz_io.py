@@ -4,16 +4,19 @@ Holds :func:`save_split` / :func:`load_split` and the directory-level :func:`sav
 :func:`load_datasets`, with the shape / dtype / finiteness checks both directions share. Files are
 written byte-deterministically (fixed zip timestamps, fixed key order, atomic rename), so one data
 config always gives the same bytes; ``_metadata`` is stored as a numpy unicode scalar, so files load
-with ``allow_pickle=False``. Upstream files (``_metadata`` as a pickled object scalar, no
-``probe_simulated``, sparse metadata) still load: ``P_sim`` is recomputed with the ``set_probe``
+with ``allow_pickle=False``. Upstream files (``_metadata`` as a pickled object scalar, read with
+an unpickler that admits only numpy's array reconstruction, no ``probe_simulated``, sparse
+metadata) still load: ``P_sim`` is recomputed with the ``set_probe``
 rule and stride / n_side are inferred from the metadata or the patch count.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -137,13 +140,63 @@ def save_split(split: Split, path: str | Path) -> Path:
     return path
 
 
+# What numpy's pickle of an object array references, and nothing else: the reconstruction
+# function (under numpy 1's and numpy 2's module names), ndarray and dtype. The str it holds
+# needs no global. Anything else (os.system, builtins.exec, pathlib, ...) is refused unrun.
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(()))[0]
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Unpickles numpy's object-array pickle of upstream's ``_metadata`` and nothing more."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}") from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("refused persistent id")
+
+
+def _read_pickled_metadata(path: Path, where: str) -> Any:
+    """Upstream's ``_metadata``: a pickled 0-d object array holding a JSON str. Read from the
+    ``.npy`` member with :class:`_MetadataUnpickler` (never ``allow_pickle=True``)."""
+    member = METADATA_KEY + ".npy"
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open(member) as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            if not dtype.hasobject or math.prod(shape) != 1:
+                raise ValueError(f"expected one pickled object, got shape={shape} dtype={dtype}")
+            arr = _MetadataUnpickler(io.BytesIO(fh.read())).load()
+    except Exception as exc:  # noqa: BLE001 - a refused global, a broken pickle or zip member
+        raise DataError(
+            f"{where}: pickled metadata refused ({type(exc).__name__}: {exc}); only a pickled "
+            "string is read from a dataset file. Rewrite the file with _metadata as a plain "
+            "string (np.savez(..., _metadata=np.asarray(json_text)))") from None
+    if not isinstance(arr, np.ndarray) or arr.size != 1:
+        raise DataError(f"{where}: pickled metadata is not a one-element array")
+    return arr
+
+
 def _read_metadata(npz: Any, path: Path) -> dict[str, Any]:
     where = f"{str(path)!r}, key {METADATA_KEY!r}"
     try:
         raw = npz[METADATA_KEY]
-    except ValueError:  # upstream stores a pickled 0-d object array; read only this key with pickle
-        with np.load(path, allow_pickle=True) as npz_obj:
-            raw = npz_obj[METADATA_KEY]
+    except ValueError:  # upstream stores a pickled 0-d object array: a restricted unpickler
+        raw = _read_pickled_metadata(path, where)
     raw = raw.item() if isinstance(raw, np.ndarray) and raw.size == 1 else raw
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8")

@@ -13,6 +13,7 @@ Pipeline used by :func:`ptycho_model.data.simulate` (docs/physics.md §1.1)::
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -215,6 +216,35 @@ def make_probe(spec: str, N: int) -> np.ndarray:
         f"unknown data/probe={spec!r}; choose from {sorted(PROBES)} or give a path to an NPZ "
         f"holding {PROBE_KEY!r}"
     )
+
+
+def check_probe_spec(spec: str, N: int, path: str = "data/probe") -> None:
+    """Fail fast, before anything starts, on a ``data/probe`` that :func:`make_probe` would refuse:
+    a :data:`PROBES` name passes; anything else must be an NPZ file (read with
+    ``allow_pickle=False``) holding a usable ``probeGuess`` for ``N``.
+
+    Raises:
+        ConfigError: naming ``path``, the value and why.
+    """
+    from ptycho_model.errors import ConfigError
+
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"{path}={spec!r} must be one of {sorted(PROBES)} or an NPZ path")
+    if spec in PROBES:
+        return
+    file = Path(spec).expanduser()
+    if file.is_file() and not zipfile.is_zipfile(file):
+        raise ConfigError(f"{path}={spec!r} is not an NPZ file; give one holding {PROBE_KEY!r} "
+                          f"(N, N) complex, or one of {sorted(PROBES)}")
+    try:
+        make_probe(spec, N)
+    except ProbeError as exc:
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(f"unknown {path}") else f"{path}={spec!r}: {msg}"
+                          ) from None
+    except Exception as exc:  # noqa: BLE001 - anything else a file can do to the reader
+        raise ConfigError(f"{path}={spec!r}: not an NPZ holding {PROBE_KEY!r} "
+                          f"({type(exc).__name__}: {exc})") from None
 
 
 def _check_size(N: int) -> None:

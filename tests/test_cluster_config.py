@@ -153,3 +153,124 @@ def test_fallback_when_rays_private_validator_moves(tmp_path, monkeypatch):
     _no_worker_ips(cfg)
     with pytest.raises(ClusterConfigError, match=r"provider\.worker_ips"):
         validate_cluster_file(_write(tmp_path, "noips", copy.deepcopy(cfg)))
+
+
+# --- least privilege (SECURITY.md): each unsafe variant is refused with one line ------------
+
+_LOOP = "--dashboard-host=127.0.0.1"
+
+
+def _cmds(cfg, key, old, new):
+    cfg[key] = [c.replace(old, new) for c in cfg[key]]
+
+
+def _worker(cfg):
+    return cfg["available_node_types"]["gpu_worker"]["node_config"]
+
+
+def _sg_rule(port, cidr="0.0.0.0/0", to=None, proto="tcp"):
+    key, item = (("Ipv6Ranges", {"CidrIpv6": cidr}) if ":" in cidr
+                 else ("IpRanges", {"CidrIp": cidr}))
+    return lambda cfg: cfg["provider"].update(security_group={
+        "GroupName": "tune-ptycho",
+        "IpPermissions": [{"IpProtocol": proto, "FromPort": port, "ToPort": to or port,
+                           key: [item]}]})
+
+
+def _no_nics(cfg):
+    w = _worker(cfg)
+    nic = w.pop("NetworkInterfaces")[0]
+    w.update(SubnetIds=[nic["SubnetId"]], SecurityGroupIds=nic["Groups"])
+
+
+UNSAFE = [  # (id, base file, make it unsafe, what the one line must name)
+    ("dashboard_all", AWS, lambda c: _cmds(c, "head_start_ray_commands", _LOOP,
+                                           "--dashboard-host=0.0.0.0"), ["0.0.0.0", "dashboard"]),
+    ("dashboard_lan", AWS, lambda c: _cmds(c, "head_start_ray_commands", _LOOP,
+                                           "--dashboard-host=10.0.0.10"), ["10.0.0.10"]),
+    ("dashboard_lan_onprem", ONPREM, lambda c: _cmds(
+        c, "head_start_ray_commands", _LOOP, "--dashboard-host 10.0.0.10"),
+     ["head_start_ray_commands[1]", "10.0.0.10"]),
+    ("dashboard_in_bash_c", AWS, lambda c: c["head_start_ray_commands"].append(
+        "bash -c 'ray stop; ray start --head --port=6379 --dashboard-host=0.0.0.0'"),
+     ["head_start_ray_commands[2]", "0.0.0.0"]),
+    ("auth_disabled_start", AWS, lambda c: _cmds(c, "worker_start_ray_commands",
+                                                 "RAY_AUTH_MODE=token", "RAY_AUTH_MODE=disabled"),
+     ["worker_start_ray_commands[1]", "RAY_AUTH_MODE=disabled"]),
+    ("auth_disabled_bashrc", ONPREM, lambda c: _cmds(c, "setup_commands", "RAY_AUTH_MODE=token",
+                                                     "RAY_AUTH_MODE=disabled"),
+     ["setup_commands[1]", "RAY_AUTH_MODE=disabled"]),
+    ("auth_disabled_export", AWS, lambda c: c["setup_commands"].append(
+        "export RAY_AUTH_MODE='disabled'"), ["setup_commands[", "RAY_AUTH_MODE=disabled"]),
+    ("sg_dashboard_world", AWS, _sg_rule(8265), ["security_group.IpPermissions[0]", "8265",
+                                                 "0.0.0.0/0"]),
+    ("sg_gcs_world_v6", AWS, _sg_rule(6379, "::/0"), ["6379", "::/0"]),
+    ("sg_client_range", AWS, _sg_rule(10000, to=11000), ["10001", "0.0.0.0/0"]),
+    ("sg_agent", AWS, _sg_rule(52365), ["52365", "0.0.0.0/0"]),
+    ("sg_all_traffic", AWS, _sg_rule(-1, proto="-1"), ["every port", "0.0.0.0/0"]),
+    ("sg_ssh_world", AWS, _sg_rule(22), ["port 22 (22: SSH)", "0.0.0.0/0"]),
+    ("rays_default_group", AWS, lambda c: c["available_node_types"]["head"]["node_config"].pop(
+        "SecurityGroupIds"), ["available_node_types.head.node_config", "SSH (22) to 0.0.0.0/0"]),
+    ("no_imdsv2", AWS, lambda c: _worker(c).pop("MetadataOptions"),
+     ["gpu_worker.node_config.MetadataOptions", "IMDSv2"]),
+    ("imdsv1_head", AWS, lambda c: c["available_node_types"]["head"]["node_config"].update(
+        MetadataOptions={"HttpTokens": "optional"}), ["head.node_config.MetadataOptions"]),
+    ("worker_public_ip", AWS, lambda c: _worker(c)["NetworkInterfaces"][0].update(
+        AssociatePublicIpAddress=True), ["gpu_worker.node_config", "public IPs"]),
+    ("worker_subnet_maps_public", AWS, _no_nics, ["gpu_worker.node_config", "public IPs"]),
+    ("no_internal_ips", AWS, lambda c: c["provider"].pop("use_internal_ips"),
+     ["provider.use_internal_ips"]),
+    ("default_profile", AWS, lambda c: _worker(c).update(IamInstanceProfile={
+        "Arn": "arn:aws:iam::123456789012:instance-profile/ray-autoscaler-v1"}),
+     ["gpu_worker.node_config.IamInstanceProfile", "ray-autoscaler-v1"]),
+    ("default_profile_by_name", AWS, lambda c: _worker(c).update(
+        IamInstanceProfile={"Name": "ray-autoscaler-v1"}), ["ray-autoscaler-v1"]),
+    ("no_worker_profile", AWS, lambda c: _worker(c).pop("IamInstanceProfile"),
+     ["gpu_worker.node_config.IamInstanceProfile", "missing"]),
+]
+
+
+@pytest.mark.parametrize("base, breaker, named", [u[1:] for u in UNSAFE],
+                         ids=[u[0] for u in UNSAFE])
+def test_unsafe_cluster_file_is_refused_in_one_line(tmp_path, capsys, base, breaker, named):
+    cfg = _load(base)
+    breaker(cfg)
+    f = _write(tmp_path, "unsafe", cfg)
+    assert main(["validate-cluster", f]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tune-ptycho: error: {f}: "), err
+    assert len(err.strip().splitlines()) == 1, err
+    for word in named:
+        assert word in err, (word, err)
+
+
+def test_shipped_aws_file_is_least_privilege():
+    import json
+
+    cfg = _load(AWS)
+    assert cfg["provider"]["use_internal_ips"] is True
+    w = _worker(cfg)
+    assert "ray-autoscaler-v1" not in w["IamInstanceProfile"]["Arn"]
+    assert all(n["AssociatePublicIpAddress"] is False for n in w["NetworkInterfaces"])
+    for node in cfg["available_node_types"].values():
+        assert node["node_config"]["MetadataOptions"] == {"HttpTokens": "required"}
+    text = AWS.read_text()
+    assert "docs/iam-worker-policy.json" in text and "<ADMIN_CIDR>" in text
+    policy = json.loads((ROOT / "docs" / "iam-worker-policy.json").read_text())
+    for st in policy["Statement"]:
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        assert all(a.startswith("s3:") and "*" not in a for a in actions), st
+        res = st["Resource"]
+        assert res.endswith("/tune-ptycho-runs/*") or st["Condition"]["StringLike"]["s3:prefix"]
+
+
+@pytest.mark.parametrize("path", [AWS, ONPREM], ids=["aws", "onprem"])
+def test_shipped_commands_parse_whole(path):
+    """A `` # `` inside an unquoted YAML command starts a YAML comment and cuts the command."""
+    import subprocess
+
+    cfg = _load(path)
+    assert any("export RAY_AUTH_MODE=token' >> ~/.bashrc" in c for c in cfg["setup_commands"])
+    for key in cluster_file.COMMAND_KEYS:
+        for cmd in cfg.get(key) or []:
+            subprocess.run(["bash", "-n", "-c", cmd], check=True)

@@ -129,7 +129,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from .run.launch import resume
     from .storage.fs import is_remote
 
-    code = resume(args.path, address=args.address, dashboard=not args.no_dashboard)
+    code = resume(args.path, address=args.address, dashboard=not args.no_dashboard,
+                  trust=args.trust)
     uri = args.path if is_remote(args.path) else str(Path(args.path).expanduser().resolve())
     if is_crash_hunt(uri):  # its results live in the parent experiment's report
         report_parent(uri)
@@ -241,10 +242,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if is_remote(args.path):
         from .analysis import analyze
 
-        out = analyze(args.path, args.out)
+        out = analyze(args.path, args.out, args.study_storage)
         print(f"report: {out / 'report.md'}")
         return EXIT_OK
-    rep = build_report(args.path, args.out)
+    rep = build_report(args.path, args.out, study_storage=args.study_storage)
     print(f"report: {rep.dir / 'report.md'}")
     print(rep.summary)
     for note in rep.notes:
@@ -401,11 +402,18 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("path", help="the experiment directory (or s3:// URI)")
     rs.add_argument("--address", help="join an existing Ray cluster")
     rs.add_argument("--no-dashboard", action="store_true")
+    rs.add_argument("--trust", action="store_true",
+                    help="resume even if its pickles reference what the service never pickles "
+                         "(unpickling runs code: only for an experiment you trust)")
     rs.set_defaults(func=cmd_resume)
 
     an = sub.add_parser("analyze", help="write a report of a finished (or partial) experiment")
     an.add_argument("path", help="the experiment directory (or s3:// URI)")
     an.add_argument("--out", metavar="DIR", help="report folder (default: PATH/report)")
+    an.add_argument("--study-storage", metavar="URL",
+                    help="read the Optuna study at URL (a database server, or a file outside "
+                         "the experiment); by default only the experiment's own study file is "
+                         "read, read-only")
     an.set_defaults(func=cmd_analyze)
 
     b = sub.add_parser("best", help="the best trial: config, scores, where its best weights are")

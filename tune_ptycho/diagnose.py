@@ -43,25 +43,29 @@ class Subject:
 
 
 def _torch_load(path: Path) -> Any:
-    import pickle
-
-    import torch
+    from .analysis.best import BadCheckpoint, load_torch_file
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        raise NotAModel(f"{str(path)!r} is not a checkpoint torch can read "
-                        f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        return load_torch_file(path)
+    except BadCheckpoint as e:
+        raise NotAModel(str(e)) from None
 
 
 def _from_state(path: Path) -> Subject:
     sd = _torch_load(path)
     if not isinstance(sd, dict) or "model" not in sd or "config" not in sd:
         raise NotAModel(f"{str(path)!r} is not a trainer checkpoint (no model and config in it)")
-    best_epoch = int((sd.get("collapse") or {}).get("best_epoch") or 0) or None
-    return Subject(source=path, cfg=RunConfig.from_dict(sd["config"]), weights=sd["model"],
-                   best=sd.get("best_model"), best_epoch=best_epoch, epoch=int(sd["epoch"]),
-                   history=[h for h in sd.get("history") or [] if h.get(names.LAYERS)])
+    try:
+        best_epoch = int((sd.get("collapse") or {}).get("best_epoch") or 0) or None
+        return Subject(source=path, cfg=RunConfig.from_dict(sd["config"]), weights=sd["model"],
+                       best=sd.get("best_model"), best_epoch=best_epoch, epoch=int(sd["epoch"]),
+                       history=[h for h in sd.get("history") or []
+                                if isinstance(h, dict) and h.get(names.LAYERS)])
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a checkpoint whose fields are not what we wrote
+        raise NotAModel(f"{str(path)!r} is not a trainer checkpoint we can read "
+                        f"({type(e).__name__}: {str(e)[:120]})") from None
 
 
 def _from_weights(path: Path) -> Subject:
@@ -77,9 +81,17 @@ def _from_weights(path: Path) -> Subject:
     else:
         raise NotAModel(f"{str(path)!r}: no config beside it ({path.name}.json or config.json) "
                         "to build its model from")
-    cfg = RunConfig.from_dict(json.loads(cfg_file.read_text()))
-    hist_file = path.parent / names.HISTORY_FILE
-    history = json.loads(hist_file.read_text()) if hist_file.is_file() else []
+    try:
+        cfg = RunConfig.from_dict(json.loads(cfg_file.read_text()))
+        hist_file = path.parent / names.HISTORY_FILE
+        history = json.loads(hist_file.read_text()) if hist_file.is_file() else []
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a config or history that is not JSON we wrote
+        raise NotAModel(f"{str(cfg_file)!r} or its history.json cannot be read "
+                        f"({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(history, list):
+        history = []
     return Subject(source=path, cfg=cfg, weights=sd,
                    history=[h for h in history if isinstance(h, dict) and h.get(names.LAYERS)])
 

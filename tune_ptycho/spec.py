@@ -240,6 +240,10 @@ def build_spec(spec_file: dict[str, Any] | None = None, flags: dict[str, Any] | 
     if not (recorded and spec.search.resolved):
         spec = _with_resolved_space(spec)
     validate(spec)
+    if not recorded:  # a new study: its probe file is read now, before Ray starts
+        from ptycho_model.probes import check_probe_spec
+
+        check_probe_spec(spec.run.data.probe, spec.run.data.N)
     return spec
 
 

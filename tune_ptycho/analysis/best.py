@@ -15,10 +15,10 @@ from typing import Any
 
 from ptycho_model import names
 from ptycho_model.config import RunConfig
+from ptycho_model.errors import InputError
 
 from ..storage.experiment import DATASET_FILE
 from .load import Experiment, NoResults, TrialRecord, load_experiment
-
 
 
 def best_checkpoint_dir(t: TrialRecord) -> Path | None:
@@ -66,10 +66,30 @@ def best_trial(path: str | Path) -> tuple[str, Path, Path | None, dict[str, Any]
     return t.trial_id, t.dir, best_checkpoint_dir(t), dict(t.last)
 
 
-def _load_state(ckpt: Path) -> dict[str, Any]:
+class BadCheckpoint(InputError):
+    """A checkpoint or weights file that cannot be read as one (exit 2, naming the file)."""
+
+
+def load_torch_file(path: Path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, the one loader of checkpoints and
+    weights (``best``, ``best --export``, ``diagnose``): any failure, a file that is not one or a
+    pickle that ``weights_only`` refuses, is a :class:`BadCheckpoint` naming the file."""
     import torch
 
-    return torch.load(ckpt / names.STATE_FILE, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a file that is not one
+        first = (str(e).strip().splitlines() or [""])[0][:120]
+        raise BadCheckpoint(f"{str(path)!r} is not a {what} torch can read "
+                            f"({type(e).__name__}: {first})") from None
+
+
+def _load_state(ckpt: Path) -> dict[str, Any]:
+    path = ckpt / names.STATE_FILE
+    state = load_torch_file(path)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise BadCheckpoint(f"{str(path)!r} is not a trainer checkpoint (no model weights in it)")
+    return state
 
 
 def _model_config(t: TrialRecord, state: dict[str, Any], fallback: RunConfig) -> RunConfig:
@@ -95,7 +115,12 @@ def load_best_model(path: str | Path, trial: TrialRecord | None = None):
     state = _load_state(ckpt)
     cfg = _model_config(t, state, exp.spec.run)
     model = build_generator(cfg.model, N=cfg.data.N)
-    model.load_state_dict(best_weights(state), strict=True)
+    try:
+        model.load_state_dict(best_weights(state), strict=True)
+    except Exception as e:  # noqa: BLE001 - weights that do not fit, or not weights at all
+        first = (str(e).strip().splitlines() or [""])[-1].strip()[:160]
+        raise BadCheckpoint(f"{str(ckpt / names.STATE_FILE)!r}: its weights do not fit the model "
+                            f"of its config ({type(e).__name__}: {first})") from None
     model.eval()
     return model, cfg, t, ckpt, best_epoch(state)
 
@@ -121,24 +146,32 @@ def held_out_split(exp: Experiment, cfg: RunConfig):
     when that differs from what the trials saw (the simulation code changed since)."""
     from ptycho_model.npz_io import load_datasets
 
-    from ..storage.dataset_cache import get_datasets, verify_entry
+    from ..storage.dataset_cache import get_datasets, own_cache, own_entry, verify_entry
 
     try:
         manifest = json.loads((exp.path / DATASET_FILE).read_text())
     except (OSError, ValueError):
         manifest = {}
+    if not isinstance(manifest, dict):
+        manifest = {}
     recorded = manifest.get("fingerprint")
-    entry = Path(str(manifest.get("cache_entry") or "")) if manifest.get("cache_entry") else None
+    named = str(manifest.get("cache_entry") or "")
+    entry = own_entry(named)  # only inside this user's own cache: a shared experiment is data
     if entry is not None and entry.is_dir() and verify_entry(entry) is None:
         try:
             return load_datasets(entry, val_is_test=cfg.data.val_is_test).test, None
         except Exception:  # noqa: BLE001 - an entry the current loader cannot read
             pass
     logs: list[str] = []
-    data, fp, _ = get_datasets(cfg.data, exp.spec.storage.dataset_cache or None, log=logs.append)
-    note = None
+    data, fp, _ = get_datasets(cfg.data, own_cache(exp.spec.storage.dataset_cache) or None,
+                               log=logs.append)
+    notes = []
+    if named and entry is None:
+        notes.append(f"best_reconstruction.png: dataset.json's cache_entry={named!r} is outside "
+                     "this user's dataset cache and was not read; the data were rebuilt from "
+                     "the spec")
     if recorded and fp != recorded:
-        note = (f"best_reconstruction.png: the experiment's dataset {recorded} is gone and today's "
-                f"code simulates {fp} for the same data config: its scores may differ from those "
-                "reported during training")
-    return data.test, note
+        notes.append(f"best_reconstruction.png: the experiment's dataset {recorded} is gone and "
+                     f"today's code simulates {fp} for the same data config: its scores may "
+                     "differ from those reported during training")
+    return data.test, "; ".join(notes) or None

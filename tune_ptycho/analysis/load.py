@@ -182,8 +182,10 @@ def _read_trial(d: Path, states: dict[str, dict[str, Any]]) -> TrialRecord:
                        error=err, start_state=st.get("start_time"))
 
 
-def load_experiment(path: str | Path, with_study: bool = True) -> Experiment:
-    """Read an experiment directory. Raises :class:`NotAnExperiment` for anything else."""
+def load_experiment(path: str | Path, with_study: bool = True,
+                    study_storage: str | None = None) -> Experiment:
+    """Read an experiment directory. Raises :class:`NotAnExperiment` for anything else.
+    ``study_storage``: a study URL the user names, read instead of the experiment's own."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise NotAnExperiment(f"{str(path)!r} is not a tune-ptycho experiment: no such directory")
@@ -220,10 +222,24 @@ def load_experiment(path: str | Path, with_study: bool = True) -> Experiment:
     for i, t in enumerate(exp.ranked(), start=1):
         t.rank = i
     if with_study:
-        try:
-            from ..storage.study import load_study
-
-            exp.study = load_study(info.study_url, info.study_name)
-        except Exception as e:  # noqa: BLE001 - no study, another backend, a locked file
-            exp.study_error = f"{type(e).__name__}: {e}"
+        _open_study(exp, info, study_storage)
     return exp
+
+
+def _open_study(exp: Experiment, info: ExperimentInfo, named: str | None) -> None:
+    """The experiment's own study, read-only; a server or a file outside the experiment that
+    ``study.json`` names is not opened (``exp.study_error`` says why), unless the user names a
+    study (``named``: ``analyze --study-storage``)."""
+    from ..storage.study import load_study, open_study_readonly, readonly_study_url
+
+    try:
+        if named:
+            exp.study = load_study(named, info.study_name)
+            return
+        url, why = readonly_study_url(exp.path, info.study_url)
+        if url is None:
+            exp.study_error = f"the study was not opened: {why}"
+            return
+        exp.study = open_study_readonly(url, info.study_name)
+    except Exception as e:  # noqa: BLE001 - no study, another backend, a locked file
+        exp.study_error = f"{type(e).__name__}: {e}"

@@ -133,6 +133,8 @@ def param_importance(exp: Experiment, target=None) -> Importance:
 
 def importance_lines(exp: Experiment) -> list[str]:
     imp = param_importance(exp)
+    if exp.study is None and (exp.study_error or "").startswith("the study was not opened"):
+        return [f"Parameter importance: {exp.study_error}."]
     if imp.why_none:
         return [f"Not enough completed trials for parameter importance ({imp.why_none})."]
     lines = [f"Optuna `get_param_importances` (default evaluator) over {imp.n_complete} COMPLETE "

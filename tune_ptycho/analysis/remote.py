@@ -13,14 +13,33 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ptycho_model import names
+from ptycho_model.errors import InputError
 
 from ..storage.experiment import SPEC_FILE
 from ..storage.fs import newest_entry
 from .best import best_trial
 from .load import NoResults, NotAnExperiment
+
+
+class UnsafeKey(InputError):
+    """A remote experiment holds an object key that would be written outside its local copy."""
+
+
+def _check_key(uri: str, key: str, rel: str, local: Path) -> None:
+    """Refuse a key whose part under the experiment has a ``..`` or ``.`` part, is absolute or
+    empty, holds a backslash or NUL, or resolves outside ``local`` (checked before any write)."""
+    parts = PurePosixPath(rel).parts
+    bad = (not rel or "\\" in rel or "\0" in rel or rel.startswith("/")
+           or any(part in ("..", ".") for part in rel.split("/")) or not parts)
+    if not bad:
+        base = local.resolve()
+        bad = not (base / rel).resolve().is_relative_to(base)
+    if bad:
+        raise UnsafeKey(f"{uri!r}: object key {key!r} is not a plain path inside the experiment "
+                        "('..', an absolute part, a backslash or NUL); nothing was downloaded")
 
 
 def _is_checkpoint_part(rel: str) -> bool:
@@ -44,7 +63,12 @@ def local_copy(uri: str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix="tp-analyze-"))
     local = tmp / root.rsplit("/", 1)[-1]
     try:
-        for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        for info in infos:  # every key first, checkpoints included: nothing written before
+            if not info.path.startswith(root + "/"):
+                raise UnsafeKey(f"{uri!r}: object key {info.path!r} is not inside the experiment")
+            _check_key(uri, info.path, info.path[len(root) + 1:], local)
+        for info in infos:
             rel = info.path[len(root) + 1:]
             if info.type != pafs.FileType.File or (
                     _is_checkpoint_part(rel) and not rel.endswith("/" + names.HISTORY_FILE)):

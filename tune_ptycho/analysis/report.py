@@ -49,11 +49,11 @@ class Report:
 
 
 def build_report(path: str | Path, out: str | Path | None = None,
-                 shown_as: str | None = None) -> Report:
+                 shown_as: str | None = None, study_storage: str | None = None) -> Report:
     """``shown_as``: where the report says the experiment lies (a remote experiment's URI when
     ``path`` is its temporary local copy)."""
     import pandas as pd
-    exp = load_experiment(path)
+    exp = load_experiment(path, study_storage=study_storage)
     where = shown_as or str(exp.path)
     report_dir = Path(out).expanduser() if out else exp.path / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +188,7 @@ def build_report(path: str | Path, out: str | Path | None = None,
                   summary=summary, notes=notes)
 
 
-def analyze(path: str, out: str | None = None) -> Path:
+def analyze(path: str, out: str | None = None, study_storage: str | None = None) -> Path:
     """Write the report folder (default ``<experiment>/report/``) and return its path.
 
     An ``s3://`` (or other remote) experiment is copied to a temporary local directory first;
@@ -196,17 +196,18 @@ def analyze(path: str, out: str | None = None) -> Path:
     not given also uploaded to ``<experiment>/report/``.
     """
     if is_remote(str(path)):
-        return _analyze_remote(str(path), out)
-    return build_report(path, out).dir
+        return _analyze_remote(str(path), out, study_storage)
+    return build_report(path, out, study_storage=study_storage).dir
 
 
-def _analyze_remote(uri: str, out: str | None) -> Path:
+def _analyze_remote(uri: str, out: str | None, study_storage: str | None) -> Path:
     import pyarrow.fs as pafs
 
     from .remote import local_copy
 
     with local_copy(uri) as local:
-        rep = build_report(local, out or Path.cwd() / f"{local.name}-report", shown_as=uri)
+        rep = build_report(local, out or Path.cwd() / f"{local.name}-report", shown_as=uri,
+                           study_storage=study_storage)
         if not out:
             fs, root = pafs.FileSystem.from_uri(uri)
             pafs.copy_files(str(rep.dir), root.rstrip("/") + "/" + REPORT_DIR,

@@ -9,10 +9,17 @@ plus ``jsonschema`` against the ``ray-schema.json`` shipped in the wheel.
 On top of Ray's rules:
 
 * errors: a ``ray==X`` in any command that is not the Ray this package pins (the cluster must run
-  the Ray version of the laptop and of the driver); a dashboard bound to all interfaces
-  (``--dashboard-host=0.0.0.0``: the dashboard runs code for whoever reaches it; use
-  ``ray dashboard cluster.yaml``, an SSH tunnel); a local provider without ``head_ip`` and
-  ``worker_ips`` (or ``coordinator_address``);
+  the Ray version of the laptop and of the driver); a dashboard bound to anything but loopback
+  (``--dashboard-host=0.0.0.0`` or a host address, also inside a ``bash -c '...'``: the
+  dashboard runs code for whoever reaches it; use ``ray dashboard cluster.yaml``, an SSH
+  tunnel); ``RAY_AUTH_MODE=disabled`` anywhere in the file; a local provider without
+  ``head_ip`` and ``worker_ips`` (or ``coordinator_address``);
+* errors on AWS (least privilege, SECURITY.md): a security-group rule open to ``0.0.0.0/0`` or
+  ``::/0``; a node type without its own security group (Ray's default group opens SSH to the
+  world); a node without IMDSv2 (``MetadataOptions: {HttpTokens: required}``); a worker with a
+  public IP (it needs ``NetworkInterfaces`` with ``AssociatePublicIpAddress: false`` and
+  ``provider.use_internal_ips``); a worker without an ``IamInstanceProfile`` or with Ray's
+  ``ray-autoscaler-v1`` (EC2 and S3 full access);
 * warnings: a head that would run trials (no ``--num-cpus=0``, or on a cloud provider head
   resources that do not say ``CPU: 0``: the autoscaler's ``RAY_OVERRIDE_RESOURCES`` wins over the
   flag); setup commands that install neither this package nor Ray.
@@ -44,6 +51,15 @@ COMMAND_KEYS = ("initialization_commands", "setup_commands", "head_setup_command
 NODE_COMMAND_KEYS = ("initialization_commands", "worker_setup_commands")
 _RAY_PIN = re.compile(r"""(?<![\w.-])ray(?:\[[^\]]*\])?\s*==\s*([0-9][\w.+-]*)""")
 _OPEN_HOSTS = {"0.0.0.0", "::", "[::]", "*"}
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+# --dashboard-host VALUE / --dashboard-host=VALUE anywhere, also inside a quoted ``bash -c``.
+_DASHBOARD_HOST = re.compile(r"""--dashboard-host(?:=|\s+)\\?['"]?([^\s'"\\;)&|]+)""")
+_AUTH_DISABLED = re.compile(r"""RAY_AUTH_MODE\s*=\s*\\?['"]?disabled""", re.I)
+_WORLD = {"0.0.0.0/0", "::/0"}
+_RAY_PORTS = {22: "SSH", 6379: "the GCS", 8265: "the dashboard and job API",
+              10001: "the Ray client server", 52365: "the dashboard agent",
+              8076: "the object manager", 8080: "Ray's metrics"}
+_DEFAULT_PROFILE = "ray-autoscaler-v1"
 
 
 class ClusterConfigError(InputError):
@@ -185,6 +201,94 @@ def _flag_values(cmd: str, flag: str) -> list[str]:
     return out
 
 
+def _dashboard_hosts(cmd: str) -> list[str]:
+    """Every ``--dashboard-host`` value of a command, also one nested in a quoted string."""
+    hosts = [h.strip("'\"") for h in _flag_values(cmd, "--dashboard-host")]
+    hosts += _DASHBOARD_HOST.findall(cmd)
+    return list(dict.fromkeys(h for h in hosts if h))
+
+
+def _is_loopback_host(host: str) -> bool:
+    host = host.strip("'\"").lower()
+    return host in _LOOPBACK_HOSTS or re.fullmatch(r"127(?:\.\d{1,3}){3}", host) is not None
+
+
+def _strings(node: Any, key: str = ""):
+    """``(key path, text)`` for every string of a parsed YAML (keys as ``a.b[2].c``)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _strings(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _strings(v, f"{key}[{i}]")
+    elif isinstance(node, str):
+        yield key or "(top level)", node
+
+
+def _ports(rule: dict[str, Any]) -> str:
+    proto = str(rule.get("IpProtocol", "tcp"))
+    lo, hi = rule.get("FromPort", -1), rule.get("ToPort", rule.get("FromPort", -1))
+    if proto == "-1" or lo in (-1, None):
+        return "every port (" + ", ".join(f"{p}: {n}" for p, n in _RAY_PORTS.items()) + ")"
+    named = [f"{p}: {n}" for p, n in _RAY_PORTS.items() if int(lo) <= p <= int(hi)]
+    span = f"port {lo}" if lo == hi else f"ports {lo}-{hi}"
+    return span + (f" ({', '.join(named)})" if named else "")
+
+
+def _aws_check(path: str, cfg: dict[str, Any]) -> None:
+    """Least privilege on AWS: no port open to the world, IMDSv2, private workers with a scoped
+    instance profile."""
+    provider = cfg.get("provider") or {}
+    rules = (provider.get("security_group") or {}).get("IpPermissions") or []
+    for i, rule in enumerate(rules):
+        ranges = [r.get("CidrIp") for r in rule.get("IpRanges") or []]
+        ranges += [r.get("CidrIpv6") for r in rule.get("Ipv6Ranges") or []]
+        for cidr in ranges:
+            if cidr in _WORLD:
+                raise ClusterConfigError(
+                    f"{path}: provider.security_group.IpPermissions[{i}]: opens {_ports(rule)} "
+                    f"to {cidr}; allow your admin CIDR for SSH only and reach Ray through SSH "
+                    "tunnels")
+    head = cfg.get("head_node_type")
+    for name, node in (cfg.get("available_node_types") or {}).items():
+        nc = (node or {}).get("node_config") or {}
+        where = f"available_node_types.{name}.node_config"
+        if "LaunchTemplate" in nc:
+            continue  # the template holds these settings; not readable offline
+        nics = nc.get("NetworkInterfaces") or []
+        if not nc.get("SecurityGroupIds") and not any(n.get("Groups") for n in nics):
+            raise ClusterConfigError(
+                f"{path}: {where}: no SecurityGroupIds: Ray then creates its default group, "
+                "which opens SSH (22) to 0.0.0.0/0; name a group whose SSH rule allows only your "
+                "admin CIDR (see cluster.yaml)")
+        if str((nc.get("MetadataOptions") or {}).get("HttpTokens", "")).lower() != "required":
+            raise ClusterConfigError(
+                f"{path}: {where}.MetadataOptions: IMDSv2 is not required; set "
+                "MetadataOptions: {HttpTokens: required} (IMDSv1 hands the instance's "
+                "credentials to any request forged through the node)")
+        if name == head:
+            continue
+        if not nics or any(n.get("AssociatePublicIpAddress", True) is not False for n in nics):
+            raise ClusterConfigError(
+                f"{path}: {where}: workers get public IPs; give them NetworkInterfaces with "
+                "AssociatePublicIpAddress: false (and provider.use_internal_ips: true)")
+        if not provider.get("use_internal_ips"):
+            raise ClusterConfigError(
+                f"{path}: provider.use_internal_ips: not true, so the head reaches the workers "
+                "on public IPs; set it (and use_external_head_ip: true for your laptop)")
+        profile = nc.get("IamInstanceProfile") or {}
+        ident = str(profile.get("Arn") or profile.get("Name") or "")
+        if not ident:
+            raise ClusterConfigError(
+                f"{path}: {where}.IamInstanceProfile: missing; workers need a profile limited "
+                "to the results prefix (docs/iam-worker-policy.json)")
+        if ident.rsplit("/", 1)[-1] == _DEFAULT_PROFILE:
+            raise ClusterConfigError(
+                f"{path}: {where}.IamInstanceProfile: {_DEFAULT_PROFILE} is Ray's head profile "
+                "(EC2 and S3 full access); give workers one limited to the results prefix "
+                "(docs/iam-worker-policy.json)")
+
+
 def _is_head_start(cmd: str) -> bool:
     return re.search(r"\bray\s+start\b", cmd) is not None and "--head" in cmd
 
@@ -210,13 +314,22 @@ def _project_check(path: str, raw: dict[str, Any], cfg: dict[str, Any]) -> None:
                 raise ClusterConfigError(
                     f"{path}: {key}: installs ray=={version}, but tune-ptycho pins "
                     f"ray=={pin}: the cluster, the driver and your laptop must run the same Ray")
-        for host in _flag_values(cmd, "--dashboard-host"):
-            if host.strip("'\"") in _OPEN_HOSTS:
+        for host in _dashboard_hosts(cmd):
+            if not _is_loopback_host(host):
                 where = key if key in _keys_written(raw) else f"{key} (Ray's default)"
+                reach = ("every network" if host in _OPEN_HOSTS
+                         else f"every host that reaches {host}")
                 raise ClusterConfigError(
                     f"{path}: {where}: --dashboard-host={host} opens the dashboard (which runs "
-                    "jobs for whoever reaches it) to every network; keep it on 127.0.0.1 and use "
+                    f"jobs for whoever reaches it) to {reach}; keep it on 127.0.0.1 and use "
                     "`ray dashboard CLUSTER.yaml`, an SSH tunnel")
+    for key, text in _strings(raw):
+        if _AUTH_DISABLED.search(text):
+            raise ClusterConfigError(
+                f"{path}: {key}: RAY_AUTH_MODE=disabled lets every client that reaches the "
+                "cluster run code without a token; keep RAY_AUTH_MODE=token")
+    if provider.get("type") == "aws":
+        _aws_check(path, cfg)
 
     head_cmds = [c for k, c in _commands(cfg) if k.startswith("head_start_ray_commands")]
     starts = [c for c in head_cmds if _is_head_start(c)]

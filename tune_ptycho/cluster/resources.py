@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 
@@ -24,14 +26,68 @@ class NodeResources:
     gpus: float
 
 
+# Ray's own switch for a one-machine Ray: with it off, the node IP is loopback, and the GCS, the
+# raylet, the agents, the metrics endpoints and every worker bind to 127.0.0.1 instead of
+# 0.0.0.0 / the host's address (Ray's default on macOS and Windows). Read by the driver
+# (ray_constants.ENABLE_RAY_CLUSTER, evaluated at import) and by every process Ray starts (env).
+_LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+AUTH_DISABLED_WARNING = ("warning: RAY_AUTH_MODE=disabled: the local Ray accepts clients without "
+                         "a token")
+
+
+@contextlib.contextmanager
+def _loopback_only():
+    """Start the embedded Ray on loopback only; restored afterwards, so that a later
+    ``ray.init(address=...)`` in this process still finds its own routable address."""
+    from ray._private import ray_constants
+
+    saved_env = os.environ.get(_LOCAL_ONLY_ENV)
+    saved_const = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_LOCAL_ONLY_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_const
+        if saved_env is None:
+            os.environ.pop(_LOCAL_ONLY_ENV, None)
+        else:
+            os.environ[_LOCAL_ONLY_ENV] = saved_env
+
+
+def token_paths() -> list[Path]:
+    """Ray's token file (``~/.ray/auth_token``, created 0644 by ``ray.init`` when token auth is
+    on) and ``RAY_AUTH_TOKEN_PATH`` if set."""
+    paths = [Path.home() / ".ray" / "auth_token"]
+    custom = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if custom:
+        paths.append(Path(custom).expanduser())
+    return paths
+
+
+def protect_token() -> None:
+    """Token file 0600; ``~/.ray`` 0700 (only the default folder: a custom path's folder is the
+    user's)."""
+    default = Path.home() / ".ray"
+    for path in token_paths():
+        try:
+            if path.is_file():
+                os.chmod(path, 0o600)
+            if path.parent == default and default.is_dir():
+                os.chmod(default, 0o700)
+        except OSError as e:  # not ours (a shared HOME): say so, never fail the study for it
+            print(f"warning: cannot restrict {path}: {e.strerror}", file=sys.stderr, flush=True)
+
+
 def connect(address: str | None, dashboard: bool, num_cpus: int | None = None,
             num_gpus: int | None = None) -> str | None:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``, as under ``ray job submit``), else start
-    an embedded local Ray with the dashboard on 127.0.0.1. Returns the dashboard URL if known."""
+    an embedded local Ray bound to loopback only, with the dashboard on 127.0.0.1 and Ray's token
+    auth (its default). Returns the dashboard URL if known."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         return None
-    if address:
+    if address and address != "local":  # "local": start one, as ray.init does
         ctx = ray.init(address=address, log_to_driver=False)
     else:
         kwargs = dict(address="local", num_cpus=num_cpus, num_gpus=num_gpus, log_to_driver=False)
@@ -39,7 +95,11 @@ def connect(address: str | None, dashboard: bool, num_cpus: int | None = None,
             kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1")
         else:
             kwargs.update(include_dashboard=False)
-        ctx = ray.init(**kwargs)
+        if os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled":
+            print(AUTH_DISABLED_WARNING, file=sys.stderr, flush=True)
+        with _loopback_only():
+            ctx = ray.init(**kwargs)
+        protect_token()
     url = getattr(ctx, "dashboard_url", None) or None
     if url and not url.startswith("http"):
         url = f"http://{url}"

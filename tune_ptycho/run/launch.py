@@ -89,12 +89,17 @@ def run(spec: ExperimentSpec, address: str | None = None, dashboard: bool = True
         return fit_and_finish(info, tuner)
 
 
-def resume(path: str, address: str | None = None, dashboard: bool = True) -> int:
+def resume(path: str, address: str | None = None, dashboard: bool = True,
+           trust: bool = False) -> int:
     from ray import tune
+
+    from ..storage.pickle_scan import check_trusted
 
     info = ExperimentInfo.load(path)
     if not tune.Tuner.can_restore(info.uri):
         raise NotAnExperiment(f"{info.uri!r} holds no Tune experiment state to resume from")
+    # Tune unpickles the experiment's files: only what the service itself pickles (or --trust)
+    check_trusted(info.uri, trust)
     check_reachable(info.study_url)
     check_trackers(info.spec.storage.log_to)  # the callbacks come back from tuner.pkl
     own_loggers(info.uri)

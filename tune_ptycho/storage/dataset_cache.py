@@ -31,6 +31,35 @@ def default_cache_dir() -> Path:
     return Path(base) / "tune-ptycho" / "datasets"
 
 
+def _same_or_inside(path: Path, root: Path) -> tuple[bool, bool]:
+    """(same, inside): ``path`` vs ``root``, both with symlinks resolved."""
+    try:
+        p, r = path.expanduser().resolve(), root.expanduser().resolve()
+    except (OSError, RuntimeError):
+        return False, False
+    return p == r, p.is_relative_to(r)
+
+
+def own_entry(recorded: str | Path) -> Path | None:
+    """A cache entry recorded in an experiment (``dataset.json``'s ``cache_entry``; a relative one
+    resolves against the working directory), resolved, when it lies inside this user's own cache
+    (:func:`default_cache_dir`); None otherwise. A shared experiment may name any directory: its
+    files are not this user's, so only their own cache is read."""
+    if not str(recorded):
+        return None
+    root = default_cache_dir()
+    same, inside = _same_or_inside(Path(recorded), root)
+    return Path(recorded).expanduser().resolve() if inside and not same else None
+
+
+def own_cache(recorded: str) -> str:
+    """A ``storage/dataset_cache`` recorded in an experiment's spec, kept only when it is this
+    user's own cache; else ``""`` (the user's default cache)."""
+    if recorded and _same_or_inside(Path(recorded), default_cache_dir())[0]:
+        return recorded
+    return ""
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

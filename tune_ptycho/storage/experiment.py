@@ -71,8 +71,13 @@ class ExperimentInfo:
         name = uri.rstrip("/").rsplit("/", 1)[-1]
         storage_path = uri.rstrip("/").rsplit("/", 1)[0]
         url, study_name = read_study_record(uri)
-        # where the experiment is now, not where it was written (a copy, a move, a download)
-        spec = replace(spec, storage=replace(spec.storage, path=storage_path, name=name))
+        # where the experiment is now, not where it was written (a copy, a move, a download);
+        # a dataset cache it names is read only when it is this user's own (a shared
+        # experiment is data: its cache_entry / dataset_cache may point anywhere)
+        from .dataset_cache import own_cache
+
+        spec = replace(spec, storage=replace(spec.storage, path=storage_path, name=name,
+                                             dataset_cache=own_cache(spec.storage.dataset_cache)))
         return cls(uri=uri, name=name, storage_path=storage_path, spec=spec,
                    study_url=url, study_name=study_name or name)
 

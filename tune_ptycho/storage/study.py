@@ -215,3 +215,52 @@ def fail_orphans(study: optuna.Study) -> int:
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         n += 1
     return n
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def readonly_study_url(experiment_dir: str | Path, url: str) -> tuple[str | None, str]:
+    """(the URL to open read-only, or None; why not) for the study ``study.json`` records, for a
+    reader of the experiment at ``experiment_dir`` (``analyze``). Only a study file inside the
+    experiment that is there is opened; a database server, or a file elsewhere, is opened only
+    when the user names it (a shared experiment's ``study.json`` may name any host or path)."""
+    found = _file_of(url)
+    if found is None:
+        return None, ("study.json names a database server; it was not opened (name it with "
+                      "`analyze --study-storage URL` to read the study there)")
+    backend, path = found
+    if not _inside(path, Path(experiment_dir)):
+        return None, ("study.json names a study file outside the experiment; it was not opened "
+                      "(name it with `analyze --study-storage URL` to read it)")
+    if not path.is_file():
+        return None, f"the experiment's study file {path.name!r} is missing"
+    return url, ""
+
+
+def open_study_readonly(url: str, name: str) -> optuna.Study:
+    """The study in a local study file, opened without writing: SQLite in read-only mode (no
+    table created, no schema check that could migrate), a journal that exists (read only).
+    For a server or a file the user named, :func:`load_study` is the way."""
+    from urllib.parse import quote
+
+    found = _file_of(url)
+    if found is None:
+        raise BadStudyRecord(f"{url!r} is not a local study file")
+    backend, path = found
+    if not path.is_file():
+        raise BadStudyRecord(f"study file {str(path)!r} not found")
+    if backend == "journal":
+        from optuna.storages.journal import JournalFileBackend
+
+        storage: optuna.storages.BaseStorage = optuna.storages.JournalStorage(
+            JournalFileBackend(str(path)))
+    else:
+        ro = f"sqlite:///file:{quote(str(path.resolve()))}?mode=ro&uri=true"
+        storage = optuna.storages.RDBStorage(ro, skip_compatibility_check=True,
+                                             skip_table_creation=True)
+    return optuna.load_study(study_name=name, storage=storage)
