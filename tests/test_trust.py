@@ -133,23 +133,48 @@ def test_a_corrupt_pickle_is_refused_as_such(tiny_experiment, tmp_path, capsys):
     assert "searcher-state-" in err and "is not a valid pickle" in err and "\n" not in err
 
 
-def test_the_readers_never_unpickle(tiny_experiment, tmp_path, ray_session):
-    """analyze, best, best --export, diagnose and crash-hunt on a copy holding every craft at
-    once: none of them writes a marker (they read Tune's JSON and the trials' files only)."""
+def test_every_craft_at_once_runs_nothing_in_any_command(tiny_experiment, tmp_path,
+                                                         ray_session, capsys):
+    """A copy holding every craft at once: Tune's pickles (searcher state, tuner.pkl, the JSON
+    snapshots, error.pkl), a dataset cache entry whose NPZs carry a pickled ``_metadata``, and
+    the best trial's newest checkpoint replaced by a pickle. analyze, best, best --export,
+    diagnose, crash-hunt and resume write no marker; those that refuse exit 2 with one line."""
+    from test_shared_data import _evil_entry
+
     exp = copy_of(tiny_experiment, tmp_path)
     marker = tmp_path / "marker"
     for where in CRAFTS:
         craft(exp, where, marker)
+    manifest = json.loads((exp / "dataset.json").read_text())
+    manifest["cache_entry"] = str(_evil_entry(Path(manifest["cache_entry"]),
+                                              tmp_path / "evil-entry", marker))
+    (exp / "dataset.json").write_text(json.dumps(manifest))
+    for ckpt in exp.glob("trial_*/checkpoint_*/state.pt"):
+        ckpt.write_bytes(payload(marker))
+    capsys.readouterr()
+
     out = tmp_path / "out"
-    assert main(["analyze", str(exp), "--out", str(out / "report")]) == 0
-    assert main(["best", str(exp)]) == 0
-    assert main(["best", str(exp), "--export", str(out / "best.pt")]) == 0
-    assert main(["diagnose", str(exp), "--out", str(out / "diagnose")]) == 0
-    assert not marker.exists()
-    # --seeds 2: a crash hunt of one seed is refused (search.params.train/seed low == high)
-    assert main(["crash-hunt", str(exp), "--top", "1", "--seeds", "2", "--no-dashboard",
-                 "--no-progress"]) == 0
-    assert not marker.exists()
+    commands = {
+        "analyze": ["analyze", str(exp), "--out", str(out / "report")],
+        "best": ["best", str(exp)],
+        "best --export": ["best", str(exp), "--export", str(out / "best.pt")],
+        "diagnose": ["diagnose", str(exp), "--out", str(out / "diagnose")],
+        # --seeds 2 keeps the hunt two real tiny runs
+        "crash-hunt": ["crash-hunt", str(exp), "--top", "1", "--seeds", "2", "--no-dashboard",
+                       "--no-progress"],
+        "resume": ["resume", str(exp), "--no-dashboard"],
+    }
+    codes = {}
+    for what, argv in commands.items():
+        codes[what] = main(argv)
+        err = capsys.readouterr().err
+        assert not marker.exists(), what
+        assert codes[what] in (0, 2), (what, codes[what])
+        if codes[what] == 2:
+            lines = [x for x in err.splitlines() if x.startswith("tune-ptycho: error:")]
+            assert len(lines) == 1, (what, err)
+    assert codes["resume"] == 2 and codes["best --export"] == 2  # refused, not run
+    assert codes["crash-hunt"] == 0 and codes["analyze"] == 0  # they never needed a pickle
 
 
 # -- the allow-list holds for the service's own experiments ------------------------------------
