@@ -85,6 +85,9 @@ def test_a_warmup_past_the_cliff_learns_then_collapses_and_a_tenth_of_it_does_no
     assert "## What collapses" in report
     if flagged is not None:
         assert "1 of 2 trials collapsed" in report
+    else:  # the report reads the fingerprint from weights where the rule saw nothing
+        assert "No trial of 2 was flagged" in report and "1 trial(s) the rule did not flag" \
+            in report
     assert (tmp_path / "cliff" / "report" / "collapse.png").stat().st_size > 10_000
 
     # Inside the model: a block of the cliff trial went flat after its best, and its last

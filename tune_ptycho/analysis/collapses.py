@@ -162,6 +162,18 @@ def _split_sentence(p: str, x: list[tuple[float, bool]]) -> tuple[float, str] | 
     return best
 
 
+def _flat_amplitude_unflagged(d: pd.DataFrame) -> int:
+    """Trials whose best weights scored above the constant output's amp SSIM and whose final
+    weights score it (within 0.01): the collapse fingerprint, read from weights, not flags."""
+    import pandas as pd
+
+    cols = (names.AMP_SSIM, names.BEST_CKPT_PREFIX + names.AMP_SSIM, names.AMP_SSIM_CONSTANT)
+    if any(c not in d for c in cols):
+        return 0
+    end, best, const = (pd.to_numeric(d[c], errors="coerce") for c in cols)
+    return int(((end - const).abs() < 0.01).where(best > const + 0.05, False).sum())
+
+
 def verdict_lines(df: pd.DataFrame, kinds: dict[str, str], bins: list[Bin]) -> list[str]:
     """The section's verdict in words, from the numbers: the split that best separates collapsed
     trials, and the settings under which none collapsed."""
@@ -170,8 +182,12 @@ def verdict_lines(df: pd.DataFrame, kinds: dict[str, str], bins: list[Bin]) -> l
     d = df[df["outcome"].isin(WITH_RESULT)]
     col = d["outcome"].isin(COLLAPSED)
     n, k = len(d), int(col.sum())
+    missed = _flat_amplitude_unflagged(d[~col])
+    miss = (f" {missed} trial(s) the rule did not flag learned and then ended with the constant "
+            "output's amp SSIM (within 0.01): a flat amplitude whose phase still varies, which "
+            "the rule does not see (docs/calibration.md).") if missed else ""
     if k == 0:
-        return [f"No trial of {n} collapsed: nothing here reached the cliff."]
+        return [f"No trial of {n} was flagged by the collapse rule.{miss}"]
     splits = []
     for p, kind in kinds.items():
         if p in d and kind != "categorical":
@@ -179,7 +195,7 @@ def verdict_lines(df: pd.DataFrame, kinds: dict[str, str], bins: list[Bin]) -> l
             pts = [(float(v), bool(c)) for v, c in zip(x, col) if pd.notna(v)]
             if len(pts) >= 3 and (s := _split_sentence(p, pts)):
                 splits.append(s)
-    lines = [f"{k} of {n} trials collapsed."]
+    lines = [f"{k} of {n} trials collapsed.{miss}"]
     if splits:
         lines.append(max(splits)[1] + ".")
     safe = [b for b in bins if b.lo is None and b.n >= 2 and b.collapsed == 0]
