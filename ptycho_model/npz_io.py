@@ -4,19 +4,17 @@ Holds :func:`save_split` / :func:`load_split` and the directory-level :func:`sav
 :func:`load_datasets`, with the shape / dtype / finiteness checks both directions share. Files are
 written byte-deterministically (fixed zip timestamps, fixed key order, atomic rename), so one data
 config always gives the same bytes; ``_metadata`` is stored as a numpy unicode scalar, so files load
-with ``allow_pickle=False``. Upstream files (``_metadata`` as a pickled object scalar, read with
-an unpickler that admits only numpy's array reconstruction, no ``probe_simulated``, sparse
+with ``allow_pickle=False``. Upstream files (``_metadata`` as a pickled object scalar, read as
+pickle opcodes, never unpickled, no ``probe_simulated``, sparse
 metadata) still load: ``P_sim`` is recomputed with the ``set_probe``
 rule and stride / n_side are inferred from the metadata or the patch count.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
-import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -141,33 +139,52 @@ def save_split(split: Split, path: str | Path) -> Path:
 
 
 # What numpy's pickle of an object array references, and nothing else: the reconstruction
-# function (under numpy 1's and numpy 2's module names), ndarray and dtype. The str it holds
-# needs no global. Anything else (os.system, builtins.exec, pathlib, ...) is refused unrun.
-_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(()))[0]
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
+# function (under numpy 1's and numpy 2's module names), ndarray and dtype. The pickle is never
+# run: it is read as opcodes (pickletools), every global must be one of these, and the string it
+# holds is taken from the opcode that pushes it. A pickle naming anything else (os.system,
+# builtins.exec, pathlib, ...) is refused.
+_ALLOWED_GLOBALS = {("numpy.core.multiarray", "_reconstruct"),
+                    ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
+                    ("numpy", "dtype")}
+_STRINGS = {"UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"}
 
 
-class _MetadataUnpickler(pickle.Unpickler):
-    """Unpickles numpy's object-array pickle of upstream's ``_metadata`` and nothing more."""
+def _string_in_pickle(data: bytes) -> str:
+    """The last string numpy's pickle of a one-element object array pushes: its element (the
+    strings before it are the dtype's code and byte order). Reads opcodes only; runs nothing."""
+    import pickletools
 
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refused global {module}.{name}") from None
+    pushed: list[str | None] = []  # strings pushed, in order (a memo fetch pushes its value)
+    memo: dict[int, str | None] = {}
+    for op, arg, _ in pickletools.genops(data):
+        if op.name == "GLOBAL":
+            module, _, name = str(arg).partition(" ")
+            if (module, name) not in _ALLOWED_GLOBALS:
+                raise ValueError(f"refused global {module}.{name}")
+        elif op.name == "STACK_GLOBAL":  # protocol 4+: module and name are the last two pushed
+            if len(pushed) < 2 or tuple(pushed[-2:]) not in _ALLOWED_GLOBALS:
+                raise ValueError(f"refused global {pushed[-2:]}")
+            del pushed[-2:]
+        elif op.name in ("INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "PERSID", "BINPERSID", "EXT1",
+                         "EXT2", "EXT4"):
+            raise ValueError(f"refused opcode {op.name}")
+        elif op.name in _STRINGS:
+            pushed.append(str(arg))
+        elif op.name == "MEMOIZE":
+            memo[len(memo)] = pushed[-1] if pushed else None
+        elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[int(arg)] = pushed[-1] if pushed else None
+        elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+            pushed.append(memo.get(int(arg)))
+    strings = [x for x in pushed if isinstance(x, str)]
+    if not strings:
+        raise ValueError("no string in it")
+    return strings[-1]
 
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("refused persistent id")
 
-
-def _read_pickled_metadata(path: Path, where: str) -> Any:
-    """Upstream's ``_metadata``: a pickled 0-d object array holding a JSON str. Read from the
-    ``.npy`` member with :class:`_MetadataUnpickler` (never ``allow_pickle=True``)."""
+def _read_pickled_metadata(path: Path, where: str) -> str:
+    """Upstream's ``_metadata``: a pickled 0-d object array holding a JSON str, read from the
+    ``.npy`` member as opcodes (:func:`_string_in_pickle`); nothing in it is ever run."""
     member = METADATA_KEY + ".npy"
     try:
         with zipfile.ZipFile(path) as zf, zf.open(member) as fh:
@@ -180,22 +197,19 @@ def _read_pickled_metadata(path: Path, where: str) -> Any:
                 raise ValueError(f"unsupported .npy format version {version}")
             if not dtype.hasobject or math.prod(shape) != 1:
                 raise ValueError(f"expected one pickled object, got shape={shape} dtype={dtype}")
-            arr = _MetadataUnpickler(io.BytesIO(fh.read())).load()
+            return _string_in_pickle(fh.read())
     except Exception as exc:  # noqa: BLE001 - a refused global, a broken pickle or zip member
         raise DataError(
             f"{where}: pickled metadata refused ({type(exc).__name__}: {exc}); only a pickled "
             "string is read from a dataset file. Rewrite the file with _metadata as a plain "
             "string (np.savez(..., _metadata=np.asarray(json_text)))") from None
-    if not isinstance(arr, np.ndarray) or arr.size != 1:
-        raise DataError(f"{where}: pickled metadata is not a one-element array")
-    return arr
 
 
 def _read_metadata(npz: Any, path: Path) -> dict[str, Any]:
     where = f"{str(path)!r}, key {METADATA_KEY!r}"
     try:
         raw = npz[METADATA_KEY]
-    except ValueError:  # upstream stores a pickled 0-d object array: a restricted unpickler
+    except ValueError:  # upstream stores a pickled 0-d object array: read, never run
         raw = _read_pickled_metadata(path, where)
     raw = raw.item() if isinstance(raw, np.ndarray) and raw.size == 1 else raw
     if isinstance(raw, bytes):
