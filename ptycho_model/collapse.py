@@ -1,11 +1,17 @@
 """The collapse rule (docs/design.md "Collapse"), computed by the training loop, read by stoppers.
 
-Two kinds:
-* ``ratio``: after ``grace`` epochs, ``val_loss / best_val_loss > ratio`` for ``patience``
-  consecutive epochs — upstream's "learns, then collapses" (0.024 -> 0.18, ratio 7.5).
-* ``flat``: the predicted amplitude's std/mean stays below ``flat_std`` for ``patience`` epochs —
-  runs that go flat from the start never raise the ratio (docs/calibration.md, "How training
-  fails at CPU scale").
+Three kinds, each over ``patience`` consecutive epochs:
+* ``ratio``: after ``grace`` epochs, ``val_loss / best_val_loss > ratio`` — upstream's "learns,
+  then collapses" (0.024 -> 0.18, ratio 7.5).
+* ``flat``: the predicted complex patch's spread (``output_std``) below ``flat_std`` — a constant
+  output; runs that go flat from the start never raise the ratio (docs/calibration.md, "How
+  training fails at CPU scale").
+* ``amp_flat``: the predicted amplitude's spread (``amp_std``) below ``amp_flat_std`` while
+  ``val_loss / best_val_loss >= amp_flat_ratio`` — upstream's constant-amplitude collapse when
+  the phase keeps varying and the loss settles under the ratio rule's 2x. A flat amplitude whose
+  loss sits near its best is a fit through the phase, not a collapse (docs/calibration.md, "The
+  collapse rule, measured", where the thresholds were chosen on one half of a labelled set of
+  real runs and scored on the other).
 
 The streak counters live in :class:`CollapseState`, which is saved in every checkpoint, so the
 rule survives a resume exactly (Ray's stopper memory does not survive a restore).
@@ -26,6 +32,7 @@ class CollapseState:
     best_epoch: int = 0
     ratio_streak: int = 0
     flat_streak: int = 0
+    amp_flat_streak: int = 0
     collapsed: bool = False
     kind: str = names.KIND_NONE
     collapse_epoch: int = 0  # the first epoch the flags were raised (0: never)
@@ -39,8 +46,11 @@ class CollapseState:
 
 
 def update(state: CollapseState, cfg: CollapseConfig, grace: int, epoch: int, val_loss: float,
-           output_std: float) -> CollapseState:
+           output_std: float, amp_std: float = math.inf) -> CollapseState:
     """Advance the rule by one epoch (1-based ``epoch``); returns the same, mutated, state.
+
+    ``output_std`` and ``amp_std`` are the epoch's ``output_std`` and ``amp_std`` metrics (an
+    ``amp_std`` left out never counts as flat, as in histories recorded before it existed).
 
     Once raised, the flags stay raised: a collapsed trial is reported as such until it ends.
     """
@@ -50,9 +60,13 @@ def update(state: CollapseState, cfg: CollapseConfig, grace: int, epoch: int, va
     ratio = val_loss / state.best_val_loss if state.best_val_loss > 0 else 1.0
     state.ratio_streak = state.ratio_streak + 1 if (epoch > grace and ratio > cfg.ratio) else 0
     state.flat_streak = state.flat_streak + 1 if output_std < cfg.flat_std else 0
+    amp_flat = amp_std < cfg.amp_flat_std and ratio >= cfg.amp_flat_ratio
+    state.amp_flat_streak = state.amp_flat_streak + 1 if amp_flat else 0
     if not state.collapsed:
         if state.flat_streak >= cfg.patience:
             state.collapsed, state.kind = True, names.KIND_FLAT
+        elif state.amp_flat_streak >= cfg.patience:
+            state.collapsed, state.kind = True, names.KIND_AMP_FLAT
         elif state.ratio_streak >= cfg.patience:
             state.collapsed, state.kind = True, names.KIND_RATIO
         if state.collapsed:

@@ -136,6 +136,10 @@ class CollapseConfig:
     patience: int = 2
     grace: int | None = None  # None: min(5, max_epochs // 4)
     flat_std: float = 1e-3
+    # the amplitude alone flat (std/mean below amp_flat_std) with val_loss at or above
+    # amp_flat_ratio x its best; 0 turns the kind off
+    amp_flat_std: float = 1e-2
+    amp_flat_ratio: float = 1.25
     # Tune stops a flagged trial at once; false: the flags are computed and reported, and the
     # trial trains on (to see whether it recovers). ``train`` has its own train/stop_on_collapse.
     stop: bool = True
@@ -415,6 +419,8 @@ def _check_collapse(c: CollapseConfig) -> None:
     if c.grace is not None:
         _at_least("collapse/grace", c.grace, 0)
     _at_least("collapse/flat_std", c.flat_std, 0.0)
+    _at_least("collapse/amp_flat_std", c.amp_flat_std, 0.0)
+    _at_least("collapse/amp_flat_ratio", c.amp_flat_ratio, 1.0)
 
 
 def _check_run(c: RunConfig) -> None:

@@ -21,6 +21,11 @@ LR = "lr"
 GRAD_NORM = "grad_norm"
 GRAD_NORM_MAX = "grad_norm_max"
 OUTPUT_STD = "output_std"
+# The same val subset's amplitude alone (std(|O|) / mean(|O|)) and phase alone (circular spread
+# 1 - |mean(O / |O|)|, 0 for one phase): a collapse is a constant amplitude, whatever the phase
+# does (docs/calibration.md, "The collapse rule, measured").
+AMP_STD = "amp_std"
+PHASE_STD = "phase_std"
 EPOCH_TIME_S = "epoch_time_s"
 
 # Inside the model (ptycho_model.diagnostics), every epoch: the smallest block output's relative
@@ -59,8 +64,9 @@ BEST_CKPT_PREFIX = "best_ckpt_"
 # Collapse kinds reported in ``collapse_kind``.
 KIND_NONE = "none"
 KIND_RATIO = "ratio"
-KIND_FLAT = "flat"
-COLLAPSE_KINDS = (KIND_NONE, KIND_RATIO, KIND_FLAT)
+KIND_FLAT = "flat"  # the complex output is constant
+KIND_AMP_FLAT = "amp_flat"  # the amplitude is constant and val_loss is well above its best
+COLLAPSE_KINDS = (KIND_NONE, KIND_RATIO, KIND_FLAT, KIND_AMP_FLAT)
 
 # What every searcher and scheduler minimises.
 MODE = "min"

@@ -49,6 +49,32 @@ def _finite_or(x: float, default: float) -> float:
     return x if math.isfinite(x) else default
 
 
+@dataclass(frozen=True)
+class Spread:
+    """How much a predicted object varies over the val subset, each relative to its mean
+    amplitude; all three are 0 for a constant output.
+
+    ``complex``: sqrt(mean |O - mean O|^2) / mean |O| (``output_std``);
+    ``amp``: std(|O|) / mean |O| (``amp_std``);
+    ``phase``: 1 - |mean(O / |O|)|, the circular spread of the phase (``phase_std``).
+    """
+
+    complex: float = 0.0
+    amp: float = 0.0
+    phase: float = 0.0
+
+    @classmethod
+    def of(cls, obj: torch.Tensor) -> Spread:
+        mag = obj.abs()
+        mean_amp = float(mag.mean())
+        if not mean_amp > 1e-12:
+            return cls()
+        unit = obj / mag.clamp_min(1e-12)
+        return cls(complex=float((obj - obj.mean()).abs().square().mean().sqrt()) / mean_amp,
+                   amp=float(mag.std(correction=0)) / mean_amp,
+                   phase=1.0 - float(unit.mean().abs()))
+
+
 @dataclass
 class FitResult:
     history: list[dict[str, Any]]
@@ -141,9 +167,9 @@ class Trainer:
         return total / count, float(np.mean(norms)), float(np.max(norms))
 
     @torch.no_grad()
-    def _validate(self) -> tuple[float, float]:
-        """(val_loss, output_std): the mean loss over the val split, and std/mean of the predicted
-        object amplitude on a fixed val subset (0 for a flat, collapsed output)."""
+    def _validate(self) -> tuple[float, Spread]:
+        """(val_loss, spread): the mean loss over the val split, and the spread of the predicted
+        object on a fixed val subset (:class:`Spread`; zeros for a constant output)."""
         self.model.eval()
         total, count = 0.0, 0
         bs = max(self.cfg.train.batch_size, 64)
@@ -152,16 +178,15 @@ class Trainer:
             amp, _ = self._forward_amplitude(xb)
             total += float(self.loss_fn(amp, xb)) * xb.shape[0]
             count += xb.shape[0]
-        return total / count, self._output_std()
+        return total / count, self._output_spread()
 
     @torch.no_grad()
-    def _output_std(self) -> float:
-        """Spread of the predicted complex patch on a fixed val subset, relative to its mean
-        amplitude: sqrt(mean |O - mean(O)|^2) / mean |O|. Zero only for a constant output.
+    def _output_spread(self) -> Spread:
+        """Spread of the predicted patch on a fixed val subset (:class:`Spread`).
 
-        The complex spread, not the amplitude's alone: at high learning rates a generator can
-        fit through the phase with a flat amplitude (measured: val_loss 0.028, amplitude std 0),
-        which is a poor reconstruction but not the constant output the flat rule is for.
+        The complex spread alone misses a collapse whose phase keeps varying under a constant
+        amplitude (docs/calibration.md, "The collapse rule, measured"), and the amplitude's alone
+        cannot tell that collapse from a fit through the phase: the rule reads both, with the loss.
 
         The same pass records every block's output statistics (:mod:`ptycho_model.diagnostics`)
         through forward hooks: the per-layer diagnostics cost no extra forward.
@@ -173,11 +198,7 @@ class Trainer:
             self.layer_outputs = dict(seen)
         else:
             _, obj = self._forward_amplitude(x)
-        mean_amp = float(obj.abs().mean())
-        if mean_amp < 1e-12:
-            return 0.0
-        spread = float((obj - obj.mean()).abs().square().mean().sqrt())
-        return spread / mean_amp
+        return Spread.of(obj)
 
     def _evaluate(self, model: nn.Module) -> dict[str, float]:
         metrics, pred, gt = evaluate_test_image(model, self.data.test, self.device,
@@ -206,7 +227,7 @@ class Trainer:
         lr = current_lr(self.optimizer)
         self.layer_outputs = {}
         train_loss, gnorm, gmax = self._train_epoch(epoch)
-        val_loss, out_std = (math.nan, 0.0) if not math.isfinite(train_loss) else self._validate()
+        val_loss, spread = (math.nan, Spread()) if not math.isfinite(train_loss) else self._validate()
         if cfg.faults.collapse_at_epoch and epoch >= cfg.faults.collapse_at_epoch:
             val_loss *= cfg.faults.collapse_factor
         if cfg.faults.sleep_s:
@@ -214,18 +235,19 @@ class Trainer:
         self.epoch = epoch
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             self.diverged = True
-            m = self._metrics(epoch, train_loss, val_loss, lr, gnorm, gmax, out_std, t0)
+            m = self._metrics(epoch, train_loss, val_loss, lr, gnorm, gmax, spread, t0)
             m.update(self._final_eval())
             self.history.append(m)
             return m
         step_scheduler(self.scheduler, val_loss)
         improved = val_loss < self.state.best_val_loss
         was_collapsed = self.state.collapsed
-        collapse.update(self.state, cfg.collapse, cfg.collapse_grace, epoch, val_loss, out_std)
+        collapse.update(self.state, cfg.collapse, cfg.collapse_grace, epoch, val_loss,
+                        spread.complex, spread.amp)
         if improved:
             self.best_model_state = {k: v.detach().clone()
                                      for k, v in self.model.state_dict().items()}
-        m = self._metrics(epoch, train_loss, val_loss, lr, gnorm, gmax, out_std, t0)
+        m = self._metrics(epoch, train_loss, val_loss, lr, gnorm, gmax, spread, t0)
         last = epoch >= cfg.train.max_epochs
         just_collapsed = self.state.collapsed and not was_collapsed
         if last or just_collapsed:
@@ -255,7 +277,7 @@ class Trainer:
                                        self.grads.stats())
 
     def _metrics(self, epoch: int, train_loss: float, val_loss: float, lr: float, gnorm: float,
-                 gmax: float, out_std: float, t0: float) -> dict[str, Any]:
+                 gmax: float, spread: Spread, t0: float) -> dict[str, Any]:
         s = self.state
         layers = self.layer_table()
         summ = diagnostics.summary(layers)
@@ -275,7 +297,9 @@ class Trainer:
             names.LR: lr,
             names.GRAD_NORM: _finite(gnorm),
             names.GRAD_NORM_MAX: _finite(gmax),
-            names.OUTPUT_STD: _finite(out_std),
+            names.OUTPUT_STD: _finite(spread.complex),
+            names.AMP_STD: _finite(spread.amp),
+            names.PHASE_STD: _finite(spread.phase),
             # no val pass (a diverged epoch): no spread, as output_std
             names.MIN_BLOCK_REL_STD: _finite_or(summ[names.MIN_BLOCK_REL_STD], 0.0),
             names.MAX_BLOCK_GRAD_RATIO: _finite(summ[names.MAX_BLOCK_GRAD_RATIO]),

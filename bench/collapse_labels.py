@@ -1,0 +1,144 @@
+"""Record the labelled set of real runs the collapse rule is measured against (docs/calibration.md,
+"The collapse rule, measured").
+
+Every run is a real `cpu`-preset training (no fault hook) of 14 epochs that never stops on a flag
+(``train/stop_on_collapse`` false), with the test image scored every epoch. One JSON line per run
+goes to ``--out`` as soon as the run ends: the per-epoch signals the rule reads (val_loss,
+output_std, amp_std, phase_std, min_block_rel_std) and the per-epoch signals the labels read
+(the test image's amplitude SSIM, the constant output's SSIM, the stitched amplitude's spread),
+plus the best checkpoint's amplitude SSIM. A run already in ``--out`` is skipped: kill it and run
+it again, it goes on where it stopped.
+
+    python bench/collapse_labels.py                 # the whole grid, 2 processes (~50 min)
+    python bench/collapse_labels.py --limit 4       # the first 4 runs only
+    python bench/collapse_rule.py                   # labels, confusion matrices, thresholds
+
+The grid: the cpu preset's cliff arm (hybrid, Adam, warmup_cosine over 6 epochs, min ratio 0.05)
+at peak LRs around its cliff, its AGC 0.01 twin, its norm-clip 1.0 twin, stable_hybrid with
+zero_gamma and layerscale past the cliff, a constant LR past the cliff with no warmup, and
+upstream's healthy lr 1e-3 arms (hybrid and stable_hybrid), over training seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import _common
+
+OUT = _common.REPO / "docs" / "bench" / "collapse_runs.jsonl"
+
+_CLIFF = {"model/arch": "hybrid", "optim/name": "adam", "sched/name": "warmup_cosine",
+          "sched/warmup_epochs": 6, "sched/min_ratio": 0.05, "clip/algorithm": "none"}
+_AGC = {**_CLIFF, "clip/algorithm": "agc", "clip/threshold": 0.01}
+_NORM = {**_CLIFF, "clip/algorithm": "norm", "clip/threshold": 1.0}
+_STABLE = {**_CLIFF, "model/arch": "stable_hybrid"}
+_HEALTHY = {"optim/name": "adam", "sched/name": "cosine", "clip/algorithm": "none",
+            "optim/lr": 1e-3}
+
+# (arm, overrides, seeds): 64 runs
+GRID: list[tuple[str, dict, int]] = [
+    *((f"cliff@{lr:g}", {**_CLIFF, "optim/lr": lr}, 4) for lr in (1e-2, 1.4e-2, 2e-2, 3e-2)),
+    *((f"agc@{lr:g}", {**_AGC, "optim/lr": lr}, 4) for lr in (1.4e-2, 2e-2, 3e-2)),
+    *((f"norm1@{lr:g}", {**_NORM, "optim/lr": lr}, 2) for lr in (1.4e-2, 2e-2)),
+    *((f"stable_{b}@{lr:g}", {**_STABLE, "model/stable_block": b, "optim/lr": lr}, 2)
+      for b in ("layerscale", "zero_gamma") for lr in (2e-2, 3e-2)),
+    *((f"constant@{lr:g}", {**_CLIFF, "sched/name": "constant", "optim/lr": lr}, 2)
+      for lr in (3e-2, 5e-2)),
+    ("healthy_hybrid@0.001", {**_HEALTHY, "model/arch": "hybrid"}, 4),
+    ("healthy_stable@0.001", {**_HEALTHY, "model/arch": "stable_hybrid"}, 4),
+    ("warm_hybrid@0.003", {**_CLIFF, "optim/lr": 3e-3}, 4),
+    *((f"cliff@{lr:g}", {**_CLIFF, "optim/lr": lr}, 4) for lr in (1.7e-2, 2.5e-2)),
+]
+
+ROW_KEYS = ("epoch", "train_loss", "val_loss", "lr", "output_std", "amp_std", "phase_std",
+            "min_block_rel_std", "amp_ssim", "amp_ssim_constant", "collapsed", "collapse_kind")
+
+
+def runs() -> list[tuple[str, str, dict, int]]:
+    """(run id, arm, overrides, training seed), seed-major: a partial set covers every arm."""
+    out = []
+    for seed in range(max(n for _, _, n in GRID)):
+        for arm, over, n in GRID:
+            if seed < n:
+                out.append((f"{arm}/s{seed}", arm, over, seed))
+    return out
+
+
+def train_one(run_id: str, arm: str, overrides: dict, seed: int, cache: str) -> dict:
+    import numpy as np
+    import torch
+
+    from ptycho_model import names
+    from ptycho_model.presets import preset_config
+    from ptycho_model.train import Trainer
+    from tune_ptycho.storage.dataset_cache import get_datasets
+
+    torch.set_num_threads(1)
+    cfg = preset_config("cpu", {**overrides, "train/seed": seed, "train/eval_every": 1,
+                                "train/stop_on_collapse": False})
+    data, _, _ = get_datasets(cfg.data, cache, log=lambda _: None)
+    trainer = Trainer(cfg, data)
+    t0 = time.perf_counter()
+    rows = []
+    for m in trainer.epochs():
+        row = {k: m.get(k) for k in ROW_KEYS}
+        if trainer.last_eval is not None and m.get(names.AMP_SSIM) is not None:
+            amp = np.abs(trainer.last_eval[0])
+            row["test_amp_std"] = float(amp.std() / amp.mean()) if amp.mean() > 0 else 0.0
+        rows.append(row)
+    final = trainer.history[-1]
+    return {"run": run_id, "arm": arm, "seed": seed, "overrides": overrides,
+            "max_epochs": cfg.train.max_epochs, "grace": cfg.collapse_grace,
+            "best_ckpt_amp_ssim": final.get(names.BEST_CKPT_PREFIX + names.AMP_SSIM),
+            "diverged": int(final.get(names.DIVERGED, 0)),
+            "seconds": round(time.perf_counter() - t0, 1), "rows": rows}
+
+
+def done_ids(out: Path) -> set[str]:
+    if not out.exists():
+        return set()
+    return {json.loads(line)["run"] for line in out.read_text().splitlines() if line.strip()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=0, help="record at most this many new runs")
+    args = ap.parse_args()
+    _common.banner("collapse labels: recording", vars(args))
+    from ptycho_model.presets import preset_config
+    from ptycho_model.train import json_safe
+    from tune_ptycho.storage.dataset_cache import get_datasets
+
+    cache = os.environ.get("TUNE_PTYCHO_BENCH_CACHE",
+                           str(Path(os.environ.get("TMPDIR", "/tmp")) / "tune-ptycho-bench-cache"))
+    get_datasets(preset_config("cpu").data, cache)  # once, before the workers read it
+    done = done_ids(args.out)
+    todo = [r for r in runs() if r[0] not in done]
+    if args.limit:
+        todo = todo[: args.limit]
+    print(f"{len(done)} runs recorded, {len(todo)} to go -> {args.out}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futs = {pool.submit(train_one, *r, cache): r[0] for r in todo}
+        for i, fut in enumerate(as_completed(futs), 1):
+            rec = fut.result()
+            with args.out.open("a") as f:
+                f.write(json.dumps(json_safe(rec), allow_nan=False) + "\n")
+            last = rec["rows"][-1]
+            print(f"[{i}/{len(todo)} {time.perf_counter() - t0:6.0f} s] {rec['run']:28s} "
+                  f"val {last['val_loss']:.3g} amp_ssim {last['amp_ssim']:.3f} "
+                  f"(const {last['amp_ssim_constant']:.3f}) amp_std {last['amp_std']:.3g} "
+                  f"flag {last['collapse_kind']}", flush=True)
+    print(f"recorded {len(todo)} runs in {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
