@@ -74,5 +74,16 @@ def update(state: CollapseState, cfg: CollapseConfig, grace: int, epoch: int, va
     return state
 
 
+def signal_text(kind: str, cfg: CollapseConfig) -> str:
+    """Which signal fired, with its thresholds, for console lines and reports."""
+    n = f"for {cfg.patience} epochs"
+    return {
+        names.KIND_RATIO: f"ratio: val_loss above {cfg.ratio:g}x its best {n}",
+        names.KIND_FLAT: f"flat: the output constant (complex std/mean < {cfg.flat_std:g}) {n}",
+        names.KIND_AMP_FLAT: f"amp_flat: the amplitude constant (std/mean < {cfg.amp_flat_std:g})"
+                             f" with val_loss >= {cfg.amp_flat_ratio:g}x its best {n}",
+    }.get(kind, f"{kind}: not a collapse kind")
+
+
 def ratio_of(state: CollapseState, val_loss: float) -> float:
     return val_loss / state.best_val_loss if state.best_val_loss > 0 else 1.0

@@ -227,7 +227,8 @@ class Trainer:
         lr = current_lr(self.optimizer)
         self.layer_outputs = {}
         train_loss, gnorm, gmax = self._train_epoch(epoch)
-        val_loss, spread = (math.nan, Spread()) if not math.isfinite(train_loss) else self._validate()
+        val_loss, spread = ((math.nan, Spread()) if not math.isfinite(train_loss)
+                            else self._validate())
         if cfg.faults.collapse_at_epoch and epoch >= cfg.faults.collapse_at_epoch:
             val_loss *= cfg.faults.collapse_factor
         if cfg.faults.sleep_s:

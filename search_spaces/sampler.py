@@ -12,14 +12,33 @@ import warnings
 
 import optuna
 
-__all__ = ["make_sampler"]
+__all__ = ["collapse_constraint", "make_sampler"]
+
+# The study trial's user attributes the service sets when a trial ends (docs/design.md,
+# "Per-epoch metrics": the names ``collapsed`` and ``diverged``).
+_INFEASIBLE_ATTRS = ("collapsed", "diverged")
 
 
-def make_sampler(seed: int, n_startup_trials: int = 10) -> optuna.samplers.TPESampler:
+def collapse_constraint(trial: optuna.trial.FrozenTrial) -> tuple[float]:
+    """Optuna's ``constraints_func``: one constraint, > 0 (infeasible) for a trial that the
+    collapse rule flagged or that diverged, < 0 for any other.
+
+    TPE then keeps a flagged trial out of the good group whatever its objective, and learns the
+    region past the cliff as infeasible rather than only as a bad value. Module level, so a
+    pickled sampler refers to it by name.
+    """
+    bad = any(trial.user_attrs.get(k) for k in _INFEASIBLE_ATTRS)
+    return (1.0,) if bad else (-1.0,)
+
+
+def make_sampler(seed: int, n_startup_trials: int = 10, collapse_aware: bool = False
+                 ) -> optuna.samplers.TPESampler:
     """A seeded TPE sampler: multivariate, grouped, with the constant liar.
 
     ``n_startup_trials`` random trials come first (enqueued seed points count among them).
-    Optuna's ExperimentalWarning for ``group`` is silenced here, and only here.
+    ``collapse_aware``: collapsed and diverged trials reach TPE as infeasible
+    (:func:`collapse_constraint`). Optuna's ExperimentalWarning for ``group`` and
+    ``constraints_func`` is silenced here, and only here.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"{seed=} must be an int")
@@ -35,4 +54,5 @@ def make_sampler(seed: int, n_startup_trials: int = 10) -> optuna.samplers.TPESa
             multivariate=True,
             group=True,
             constant_liar=True,
+            constraints_func=collapse_constraint if collapse_aware else None,
         )

@@ -50,3 +50,23 @@ def test_a_late_report_to_a_finished_study_trial_is_ignored(tmp_path):
     search.on_trial_complete("t1", {names.OBJECTIVE: 9.0})
     (t,) = ray_optuna_state(search)[0]["t1"].study.get_trials()
     assert t.value == 0.5 and "t1" in ray_optuna_state(search)[1]
+
+
+def test_the_collapse_aware_sampler_records_flagged_trials_as_infeasible():
+    """Real Optuna: a trial told with ``collapsed`` (or ``diverged``) set carries the constraint
+    > 0, any other < 0; TPE's feasibility split reads exactly that system attribute."""
+    import optuna
+
+    from search_spaces import make_sampler
+
+    study = optuna.create_study(sampler=make_sampler(0, 2, collapse_aware=True))
+    for attrs in ({"collapsed": 1}, {"collapsed": 0}, {"diverged": 1}, {}):
+        t = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        for k, v in attrs.items():
+            t.set_user_attr(k, v)
+        study.tell(t, 0.5)
+    assert [list(t.system_attrs["constraints"]) for t in study.trials] == [
+        [1.0], [-1.0], [1.0], [-1.0]]
+    plain = optuna.create_study(sampler=make_sampler(0, 2))
+    plain.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert "constraints" not in plain.trials[0].system_attrs

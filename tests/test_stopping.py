@@ -49,7 +49,7 @@ def test_high_lr_goes_flat_and_the_flat_rule_stops_it(ray_session, tmp_path):
     assert flat_trials >= 1
     assert main(["analyze", str(tmp_path / "flat")]) == 0
     report = (tmp_path / "flat" / "report" / "report.md").read_text()
-    assert f"flat {flat_trials})" in report
+    assert f"flat {flat_trials}," in report
     by_tune_id = {t.user_attrs.get("tune_trial_id"): t for t in study_of(tmp_path / "flat").trials}
     for trial_id, r in rows.items():
         t = by_tune_id[trial_id]
@@ -62,7 +62,7 @@ def test_ratio_rule_stops_a_learns_then_collapses_curve(ray_session, tmp_path):
     code = main(["run", *BASE, "--num-samples", "1", "--max-epochs", "10", "--storage",
                  str(tmp_path), "--name", "ratio", "--collapse-grace", "1",
                  "--set", "faults/allowed=true", "--set", "faults/collapse_at_epoch=3",
-                 "--set", "faults/collapse_factor=8"])
+                 "--set", "faults/collapse_factor=8", "--set", "search/collapse_aware=true"])
     assert code == 0
     (r,) = trial_rows(tmp_path / "ratio").values()
     assert [row[names.EPOCH] for row in r] == [1, 2, 3, 4]  # above the ratio at 3 and 4
@@ -71,6 +71,8 @@ def test_ratio_rule_stops_a_learns_then_collapses_curve(ray_session, tmp_path):
     (t,) = study_of(tmp_path / "ratio").trials
     assert t.user_attrs[names.COLLAPSE_KIND] == names.KIND_RATIO
     assert t.value == pytest.approx(r[-1][names.OBJECTIVE])  # the collapsed value counts
+    # the collapse-aware sampler was told: the study trial carries Optuna's constraint, infeasible
+    assert list(t.system_attrs["constraints"]) == [1.0]
     assert main(["analyze", str(tmp_path / "ratio")]) == 0
     report = (tmp_path / "ratio" / "report" / "report.md").read_text()
     assert "collapsed 1 (ratio 1, flat 0)" in report

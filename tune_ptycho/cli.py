@@ -144,6 +144,47 @@ def cmd_crash_hunt(args: argparse.Namespace) -> int:
                       dashboard=not args.no_dashboard, progress=not args.no_progress)
 
 
+def cmd_cliff(args: argparse.Namespace) -> int:
+    from .cliff import DEFAULT_AXIS, DEFAULT_ARMS, CliffRefused, Plan, fill_arms, log_values
+    from .storage.fs import is_remote
+
+    if args.storage and is_remote(args.storage):
+        raise CliffRefused(f"--storage {args.storage}: the cliff map runs on local or shared "
+                           "filesystem storage only")
+    sets = parse_sets(args.set)
+    axis = args.axis or DEFAULT_AXIS
+    if args.values:
+        try:
+            values = sorted(float(v) for v in args.values.split(","))
+        except ValueError:
+            raise CliffRefused(f"--values {args.values!r}: give numbers separated by commas"
+                               ) from None
+        if len(values) < 2 or len(set(values)) != len(values) or min(values) <= 0:
+            raise CliffRefused(f"--values {args.values!r}: give at least 2 distinct positive "
+                               "values")
+    else:
+        values = log_values(args.low, args.high, args.points)
+    names_ = args.arms.split(",") if args.arms else list(DEFAULT_ARMS)
+    arms = fill_arms(args.preset, names_, axis, sets)
+    for flag, v, lo in (("--seeds", args.seeds, 1), ("--max-seeds", args.max_seeds, 1)):
+        if v < lo:
+            raise CliffRefused(f"{flag} {v}: give at least {lo}")
+    if not 0 < args.halfwidth <= 0.5:
+        raise CliffRefused(f"--halfwidth {args.halfwidth:g}: give a Wilson half-width in (0, 0.5]")
+    from ptycho_model.presets import preset_config
+
+    base_seed = preset_config(args.preset, {k: v for k, v in sets.items() if "/" in k}
+                              ).train.seed
+    plan = Plan(preset=args.preset, axis=axis, values=values, arms=arms, seeds=args.seeds,
+                halfwidth=args.halfwidth, max_seeds=max(args.max_seeds, args.seeds),
+                base_seed=base_seed, sets=sets, rounds=[])
+    root = Path(args.storage or "tune-ptycho-runs").expanduser().resolve() / args.name
+    from .cliff import cliff
+
+    return cliff(root, plan, address=args.address, dashboard=not args.no_dashboard,
+                 progress=not args.no_progress)
+
+
 def cmd_spaces(args: argparse.Namespace) -> int:
     from search_spaces import DESCRIPTIONS, SPACES
 
@@ -244,6 +285,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         out = analyze(args.path, args.out, args.study_storage)
         print(f"report: {out / 'report.md'}")
+        return EXIT_OK
+    from .cliff import CLIFF_META
+
+    if (Path(args.path) / CLIFF_META).is_file():  # a cliff map: its rounds, one report
+        from .analysis.cliff import write_report
+
+        out = write_report(args.path, args.out)
+        print(f"report: {out / 'report.md'}, {out / 'cliff.csv'}, {out / 'cliff.png'}")
         return EXIT_OK
     rep = build_report(args.path, args.out, study_storage=args.study_storage)
     print(f"report: {rep.dir / 'report.md'}")
@@ -435,6 +484,35 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--no-dashboard", action="store_true")
     ch.add_argument("--no-progress", action="store_true")
     ch.set_defaults(func=cmd_crash_hunt)
+
+    cl = sub.add_parser("cliff", help="P(collapse) along one axis (peak LR by default) per arm, "
+                                      "seeds added in rounds until each interval is narrow")
+    cl.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
+                    help="defaults for data, model and training (default: cpu)")
+    cl.add_argument("--axis", help="the config path to vary (default: optim/lr, the peak LR of "
+                                   "a warmup schedule)")
+    cl.add_argument("--values", help="the axis values, comma-separated (default: --points "
+                                     "log-spaced values from --low to --high)")
+    cl.add_argument("--low", type=float, default=5e-3, help="default 5e-3")
+    cl.add_argument("--high", type=float, default=5e-2, help="default 5e-2")
+    cl.add_argument("--points", type=int, default=6, help="default 6")
+    cl.add_argument("--arms", help="comma-separated (default: cliff,cliff_agc,stable_layerscale; "
+                                   "'plain' is the preset as it is)")
+    cl.add_argument("--seeds", type=int, default=4, help="seeds per point per round (default 4)")
+    cl.add_argument("--halfwidth", type=float, default=0.25,
+                    help="add rounds until each point's Wilson 95%% half-width is at most this "
+                         "(default 0.25)")
+    cl.add_argument("--max-seeds", type=int, default=12,
+                    help="at most this many runs a point (default 12)")
+    cl.add_argument("--name", default="cliff", help="the map's folder under --storage "
+                                                   "(default: cliff); the same name continues it")
+    cl.add_argument("--storage", help="results root (default: tune-ptycho-runs)")
+    cl.add_argument("--set", action="append", metavar="PATH=VALUE",
+                    help="override a config or spec path for every run (repeatable)")
+    cl.add_argument("--address", help="join an existing Ray cluster")
+    cl.add_argument("--no-dashboard", action="store_true")
+    cl.add_argument("--no-progress", action="store_true")
+    cl.set_defaults(func=cmd_cliff)
 
     dg = sub.add_parser("diagnose", help="per-layer statistics of a model; where a trial went flat")
     dg.add_argument("path", help="a trial or checkpoint dir, a state.pt, a model.pt, or an "

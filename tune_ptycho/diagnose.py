@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ptycho_model import names
+from ptycho_model.collapse import signal_text
 from ptycho_model.config import RunConfig
 from ptycho_model.diagnostics import first_flat
 from ptycho_model.errors import InputError
@@ -142,6 +143,11 @@ def diagnose_subject(s: Subject, out: Path, title: str = "") -> dict[str, Any]:
         doc["best_epoch"] = s.best_epoch
         doc["best_layers"] = layers_of(s, s.best)
     doc["flat_layers"] = [lay["name"] for lay in doc["layers"] if lay["rel_std"] < flat_std]
+    flagged = next((h for h in s.history if h.get(names.COLLAPSED)), None)
+    if flagged is not None:  # which signal of the collapse rule fired, and when
+        kind = str(flagged.get(names.COLLAPSE_KIND))
+        doc["collapse"] = {"kind": kind, "epoch": flagged.get(names.EPOCH),
+                           "signal": signal_text(kind, s.cfg.collapse)}
     if s.history:
         flat = first_flat(s.history, flat_std)
         doc["first_flat"] = {"block": flat[0], "epoch": flat[1]} if flat else None
@@ -234,5 +240,8 @@ def summary_line(where: Path, doc: dict[str, Any]) -> str:
     head = (f"first flat block: {flat['block']} at epoch {flat['epoch']}" if flat
             else "no block went flat" if "first_flat" in doc else
             f"flat now: {', '.join(doc['flat_layers']) or 'none'}")
+    col = doc.get("collapse")
+    if col:
+        head = f"flagged at epoch {col['epoch']} ({col['signal']}); {head}"
     return (f"{where}: {head}; last layer ({last['name']}) relative spread "
             f"{last['rel_std']:.3g}; wrote diagnose.json, diagnose.png")

@@ -13,15 +13,23 @@ FINISHED = "finished"  # reached train/max_epochs without collapse or divergence
 STOPPED_EARLY = "stopped_early"  # ASHA stopped it before max_epochs, no collapse
 COLLAPSED_RATIO = "collapsed_" + names.KIND_RATIO
 COLLAPSED_FLAT = "collapsed_" + names.KIND_FLAT
+COLLAPSED_AMP_FLAT = "collapsed_" + names.KIND_AMP_FLAT
 DIVERGED = "diverged"
 ERROR = "error"  # errored past max_failures, or left no result
 UNFINISHED = "unfinished"  # still pending / running (an interrupted experiment)
 OUTCOME_LABELS = {
     FINISHED: "finished", STOPPED_EARLY: "stopped early (scheduler)",
-    COLLAPSED_RATIO: "collapsed (ratio)", COLLAPSED_FLAT: "collapsed (flat)",
+    # the signal that fired (ptycho_model.collapse.signal_text says it with the thresholds)
+    COLLAPSED_RATIO: "collapsed (ratio: val_loss up)",
+    COLLAPSED_FLAT: "collapsed (flat: constant output)",
+    COLLAPSED_AMP_FLAT: "collapsed (amp_flat: constant amplitude, val_loss up)",
     DIVERGED: "diverged", ERROR: "error / no result", UNFINISHED: "unfinished",
 }
 OUTCOMES = tuple(OUTCOME_LABELS)  # in the order the report lists them
+# one outcome per collapse kind, in names.COLLAPSE_KINDS order (kind "none" is no collapse)
+COLLAPSED_BY_KIND = {names.KIND_RATIO: COLLAPSED_RATIO, names.KIND_FLAT: COLLAPSED_FLAT,
+                     names.KIND_AMP_FLAT: COLLAPSED_AMP_FLAT}
+COLLAPSED = tuple(COLLAPSED_BY_KIND.values())
 LIVE = ("PENDING", "RUNNING", "PAUSED")  # Tune statuses of a trial not yet ended
 
 
@@ -46,8 +54,7 @@ def classify(last: dict[str, Any] | None, max_epochs: int, status: str = "TERMIN
     if num(last.get(names.DIVERGED), 0.0) > 0:
         return DIVERGED
     if num(last.get(names.COLLAPSED), 0.0) > 0:
-        return (COLLAPSED_FLAT if last.get(names.COLLAPSE_KIND) == names.KIND_FLAT
-                else COLLAPSED_RATIO)
+        return COLLAPSED_BY_KIND.get(str(last.get(names.COLLAPSE_KIND)), COLLAPSED_RATIO)
     epoch = num(last.get(names.EPOCH, last.get("training_iteration")), 0.0)
     if epoch >= max_epochs:
         return FINISHED

@@ -32,6 +32,9 @@ class SearchSpec:
     seed: int = 0  # seeds the sampler only; data seeds never follow it
     max_concurrent: int = 2  # trials at once (0: as many as resources allow)
     n_startup_trials: int = 6  # random trials before TPE models the space
+    # Collapsed and diverged trials reach TPE as infeasible (Optuna's constraints_func), not
+    # only as a bad objective (search_spaces.sampler.collapse_constraint)
+    collapse_aware: bool = False
     seed_points: bool = True  # offer the upstream seed arms as points_to_evaluate
     # At most this many seed arms, never more than num_samples. None: at most half the trials
     # (num_samples // 2; a 1-trial study gets none), so even a small study has Optuna sample.

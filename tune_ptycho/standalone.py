@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from ptycho_model import names
+from ptycho_model.collapse import signal_text
 from ptycho_model.config import RunConfig
 from ptycho_model.data import simulate
 from ptycho_model.npz_io import save_datasets
@@ -50,7 +51,8 @@ def run_train(cfg: RunConfig, out: Path, threads: int | None = None) -> dict[str
         bar.set_postfix(val=f"{m[names.VAL_LOSS]:.4g}", best=f"{m[names.BEST_VAL_LOSS]:.4g}",
                         lr=f"{m[names.LR]:.2g}", std=f"{m[names.OUTPUT_STD]:.3g}")
         if m[names.COLLAPSED] and trainer.state.collapse_epoch == m[names.EPOCH]:
-            bar.write(f"epoch {m[names.EPOCH]}: collapse flagged ({m[names.COLLAPSE_KIND]})")
+            bar.write(f"epoch {m[names.EPOCH]}: collapse flagged "
+                      f"({signal_text(m[names.COLLAPSE_KIND], cfg.collapse)})")
     bar.close()
     history = [{k: v for k, v in h.items()} for h in trainer.history]
     final = history[-1]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ptycho_model import names
 
-from .load import COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, FINISHED, STOPPED_EARLY
+from .load import COLLAPSED, DIVERGED, FINISHED, STOPPED_EARLY
 from .load import TrialRecord, num
 
 if TYPE_CHECKING:
@@ -28,8 +28,7 @@ __all__ = ["SPIKE_FACTOR", "Bin", "collapse_bins", "collapse_epoch", "collapse_f
            "collapse_summary", "spike_epoch", "verdict_lines"]
 
 SPIKE_FACTOR = 10.0
-COLLAPSED = (COLLAPSED_RATIO, COLLAPSED_FLAT)
-WITH_RESULT = (FINISHED, STOPPED_EARLY, COLLAPSED_RATIO, COLLAPSED_FLAT, DIVERGED)
+WITH_RESULT = (FINISHED, STOPPED_EARLY, *COLLAPSED, DIVERGED)
 
 
 def spike_epoch(t: TrialRecord) -> int | None:

@@ -26,11 +26,12 @@ from ptycho_model import names
 
 from ..crash_hunt import CRASH_HUNT_DIR, CRASH_HUNT_META, SEED_PATH
 from .load import (
-    COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, UNFINISHED, Experiment, TrialRecord,
-    finite, load_experiment,
+    COLLAPSED_AMP_FLAT, COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, UNFINISHED, Experiment,
+    TrialRecord, finite, load_experiment,
 )
 
 KIND_COLUMNS = {COLLAPSED_RATIO: "collapsed_ratio", COLLAPSED_FLAT: "collapsed_flat",
+                COLLAPSED_AMP_FLAT: "collapsed_amp_flat",
                 DIVERGED: "diverged"}
 
 

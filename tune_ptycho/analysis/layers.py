@@ -17,10 +17,10 @@ from ptycho_model import names
 from ptycho_model.config import CollapseConfig
 from ptycho_model.diagnostics import first_flat
 
-from .load import COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, Experiment, TrialRecord
+from .load import COLLAPSED as COLLAPSED_KINDS, DIVERGED, Experiment, TrialRecord
 from .markdown import fmt, md_table
 
-COLLAPSED = (COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED)
+COLLAPSED = (*COLLAPSED_KINDS, DIVERGED)
 GATE_KEYS = ("layerscale_mean", "layerscale_max", "norm_weight_mean")
 
 

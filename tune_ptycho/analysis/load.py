@@ -25,8 +25,8 @@ from ..storage.experiment import (
     result_rows,
 )
 from ..outcomes import (  # noqa: F401 — the outcome names are part of analysis' interface
-    COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, FINISHED, OUTCOME_LABELS, OUTCOMES,
-    STOPPED_EARLY, UNFINISHED, classify, num,
+    COLLAPSED, COLLAPSED_AMP_FLAT, COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, FINISHED,
+    OUTCOME_LABELS, OUTCOMES, STOPPED_EARLY, UNFINISHED, classify, num,
 )
 from .ranking import rank_key
 

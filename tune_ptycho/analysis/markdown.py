@@ -19,8 +19,8 @@ from ptycho_model import names
 
 from .collapses import SPIKE_FACTOR
 from .load import (
-    COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, FINISHED, OUTCOME_LABELS, OUTCOMES,
-    STOPPED_EARLY, UNFINISHED, Experiment,
+    COLLAPSED, COLLAPSED_AMP_FLAT, COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, FINISHED,
+    OUTCOME_LABELS, OUTCOMES, STOPPED_EARLY, UNFINISHED, Experiment,
 )
 
 if TYPE_CHECKING:  # pandas is imported where used: every CLI command imports this package
@@ -63,8 +63,9 @@ def counts(df: pd.DataFrame) -> dict[str, int]:
 def counts_line(df: pd.DataFrame) -> str:
     c = counts(df)
     line = (f"Trials: {len(df)} — finished {c[FINISHED]}, stopped early by ASHA "
-            f"{c[STOPPED_EARLY]}, collapsed {c[COLLAPSED_RATIO] + c[COLLAPSED_FLAT]} "
-            f"(ratio {c[COLLAPSED_RATIO]}, flat {c[COLLAPSED_FLAT]}), diverged {c[DIVERGED]}, "
+            f"{c[STOPPED_EARLY]}, collapsed {sum(c[o] for o in COLLAPSED)} "
+            f"(ratio {c[COLLAPSED_RATIO]}, flat {c[COLLAPSED_FLAT]}, flat amplitude "
+            f"{c[COLLAPSED_AMP_FLAT]}), diverged {c[DIVERGED]}, "
             f"errored {c[ERROR]}")
     if c[UNFINISHED]:
         line += f", unfinished {c[UNFINISHED]}"

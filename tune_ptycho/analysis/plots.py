@@ -19,8 +19,8 @@ from ptycho_model import names
 
 from .best import held_out_split, load_best_model
 from .load import (
-    COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, FINISHED, OUTCOME_LABELS, OUTCOMES,
-    STOPPED_EARLY, UNFINISHED, Experiment, finite, num,
+    COLLAPSED_AMP_FLAT, COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, FINISHED, OUTCOME_LABELS,
+    OUTCOMES, STOPPED_EARLY, UNFINISHED, Experiment, finite, num,
 )
 
 if TYPE_CHECKING:  # pandas is imported where used: every CLI command imports this package
@@ -28,11 +28,12 @@ if TYPE_CHECKING:  # pandas is imported where used: every CLI command imports th
 
 COLORS = {
     FINISHED: "tab:green", STOPPED_EARLY: "tab:gray", COLLAPSED_RATIO: "tab:orange",
-    COLLAPSED_FLAT: "tab:purple", DIVERGED: "tab:red", ERROR: "black", UNFINISHED: "tab:cyan",
+    COLLAPSED_FLAT: "tab:purple", COLLAPSED_AMP_FLAT: "tab:brown", DIVERGED: "tab:red",
+    ERROR: "black", UNFINISHED: "tab:cyan",
 }
 MARKERS = {
     FINISHED: "o", STOPPED_EARLY: "s", COLLAPSED_RATIO: "X", COLLAPSED_FLAT: "P",
-    DIVERGED: "*", ERROR: "D", UNFINISHED: ">",
+    COLLAPSED_AMP_FLAT: "d", DIVERGED: "*", ERROR: "D", UNFINISHED: ">",
 }
 
 FIGURES = ("learning_curves.png", "params_vs_loss.png", "best_reconstruction.png",

@@ -46,7 +46,8 @@ def make_searcher(spec: ExperimentSpec, study_url: str, study_name: str) -> Resu
         warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for multivariate/group
         return ResumableOptunaSearch(space=spec.space, metric=names.OBJECTIVE, mode=names.MODE,
                                      points_to_evaluate=points or None,
-                                     sampler=make_sampler(s.seed, s.n_startup_trials),
+                                     sampler=make_sampler(s.seed, s.n_startup_trials,
+                                                          s.collapse_aware),
                                      study_name=study_name,
                                      storage=open_storage(study_url, in_experiment=not
                                                           spec.storage.study_storage),

@@ -95,6 +95,7 @@ _ALLOWED_BY_MODULE: dict[str, str] = {
     "ray.tune.schedulers.async_hyperband": "_Bracket",
     "ray.tune.tune_config": "TuneConfig",
     "search_spaces.ranges": "DeclaredSpace Range",
+    "search_spaces.sampler": "collapse_constraint",
     "tensorboardX.writer": "SummaryWriter",
     "tune_ptycho.run.disk_guard": "StorageGuard",
     "tune_ptycho.run.progress": "ProgressCallback",
