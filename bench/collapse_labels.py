@@ -37,7 +37,7 @@ _CLIFF = {"model/arch": "hybrid", "optim/name": "adam", "sched/name": "warmup_co
 _AGC = {**_CLIFF, "clip/algorithm": "agc", "clip/threshold": 0.01}
 _NORM = {**_CLIFF, "clip/algorithm": "norm", "clip/threshold": 1.0}
 _STABLE = {**_CLIFF, "model/arch": "stable_hybrid"}
-_HEALTHY = {"optim/name": "adam", "sched/name": "cosine", "clip/algorithm": "none",
+_HEALTHY = {"optim/name": "adam", "sched/name": "constant", "clip/algorithm": "none",
             "optim/lr": 1e-3}
 
 # (arm, overrides, seeds): 64 runs
@@ -55,7 +55,8 @@ GRID: list[tuple[str, dict, int]] = [
     *((f"cliff@{lr:g}", {**_CLIFF, "optim/lr": lr}, 4) for lr in (1.7e-2, 2.5e-2)),
 ]
 
-ROW_KEYS = ("epoch", "train_loss", "val_loss", "lr", "output_std", "amp_std", "phase_std",
+ROW_KEYS = ("epoch", "train_loss", "val_loss", "lr", "output_std", "amp_std", "amp_iqr",
+            "phase_std",
             "min_block_rel_std", "amp_ssim", "amp_ssim_constant", "collapsed", "collapse_kind")
 
 
@@ -119,6 +120,8 @@ def main() -> None:
     cache = os.environ.get("TUNE_PTYCHO_BENCH_CACHE",
                            str(Path(os.environ.get("TMPDIR", "/tmp")) / "tune-ptycho-bench-cache"))
     get_datasets(preset_config("cpu").data, cache)  # once, before the workers read it
+    for run_id, _, over, seed in runs():  # every config checked before any run starts
+        preset_config("cpu", {**over, "train/seed": seed})
     done = done_ids(args.out)
     todo = [r for r in runs() if r[0] not in done]
     if args.limit:
@@ -129,13 +132,18 @@ def main() -> None:
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futs = {pool.submit(train_one, *r, cache): r[0] for r in todo}
         for i, fut in enumerate(as_completed(futs), 1):
-            rec = fut.result()
+            try:
+                rec = fut.result()
+            except Exception as e:  # noqa: BLE001 - one failed run must not cost the others
+                print(f"[{i}/{len(todo)}] {futs[fut]}: failed: {type(e).__name__}: {e}",
+                      flush=True)
+                continue
             with args.out.open("a") as f:
                 f.write(json.dumps(json_safe(rec), allow_nan=False) + "\n")
             last = rec["rows"][-1]
             print(f"[{i}/{len(todo)} {time.perf_counter() - t0:6.0f} s] {rec['run']:28s} "
                   f"val {last['val_loss']:.3g} amp_ssim {last['amp_ssim']:.3f} "
-                  f"(const {last['amp_ssim_constant']:.3f}) amp_std {last['amp_std']:.3g} "
+                  f"(const {last['amp_ssim_constant']:.3f}) amp_iqr {last['amp_iqr']:.3g} "
                   f"flag {last['collapse_kind']}", flush=True)
     print(f"recorded {len(todo)} runs in {time.perf_counter() - t0:.0f} s")
 

@@ -13,12 +13,15 @@ SSIM on the test image:
 * *learned*: the best checkpoint's amp SSIM >= C + ``LEARNED``;
 * **collapsed** (learned, then collapsed): learned, and constant from some epoch to the end; that
   epoch is the labelled collapse epoch;
+* **broke** (learned, then broke): learned, not constant at the end, but its amp SSIM below C
+  from some epoch to the last: worse than a constant output (a blow-up it never left). Added
+  after the first labelling, for one run that fit none of the other classes;
 * **recovered**: learned, not constant at the end, but constant at some epoch, or its amp SSIM fell
   below half of its gain over C (a spike) after it learned;
 * **healthy**: learned, and neither of those;
 * **never learned**: not learned (a constant output from the start, or a fit through the phase).
-The positives are the collapsed runs, the negatives the healthy and recovered ones; a never-learned
-run is listed with what the rule did and counted apart.
+The positives are the collapsed and broke runs, the negatives the healthy and recovered ones; a
+never-learned run is listed with what the rule did and counted apart.
 
     python bench/collapse_rule.py
 """
@@ -46,8 +49,10 @@ CONST_STD = 0.02  # test-image amplitude std/mean under which the amplitude is c
 CONST_SSIM = 0.01  # and amp SSIM this close to the constant output's
 LEARNED = 0.10  # best checkpoint's amp SSIM at least this far above the constant's
 
-COLLAPSED, RECOVERED, HEALTHY, NEVER = "collapsed", "recovered", "healthy", "never learned"
-BEFORE = CollapseConfig(amp_flat_std=0.0)  # the rule before the amp_flat kind
+COLLAPSED, BROKE, RECOVERED, HEALTHY, NEVER = (
+    "collapsed", "broke", "recovered", "healthy", "never learned")
+POSITIVE = (COLLAPSED, BROKE)
+BEFORE = CollapseConfig(amp_flat_spread=0.0)  # the rule before the amp_flat kind
 
 
 @dataclass
@@ -72,11 +77,13 @@ def label(rec: dict) -> tuple[str, int]:
     if best is None or best < c + LEARNED:
         return NEVER, 0
     const = [constant_at(r) for r in rows]
-    if const[-1]:
-        start = len(const)
-        while start > 1 and const[start - 2]:
-            start -= 1
-        return COLLAPSED, rows[start - 1]["epoch"]
+    below = [r.get("amp_ssim") is not None and r["amp_ssim"] < c - CONST_SSIM for r in rows]
+    for cls, marks in ((COLLAPSED, const), (BROKE, below)):
+        if marks[-1]:
+            start = len(marks)
+            while start > 1 and marks[start - 2]:
+                start -= 1
+            return cls, rows[start - 1]["epoch"]
     peak, fell = c, False
     for r in rows:
         s = r.get("amp_ssim")
@@ -89,14 +96,16 @@ def label(rec: dict) -> tuple[str, int]:
     return (RECOVERED if any(const) or fell else HEALTHY), 0
 
 
-def flag(rec: dict, cfg: CollapseConfig) -> tuple[str, int]:
-    """(kind, epoch) the real rule raises on this run's signals at ``cfg`` ("none", 0 if never)."""
+def flag(rec: dict, cfg: CollapseConfig, stat: str = "amp_iqr") -> tuple[str, int]:
+    """(kind, epoch) the real rule raises on this run's signals at ``cfg`` ("none", 0 if never);
+    ``stat``: the amplitude spread the amp_flat kind reads (the rule's own is ``amp_iqr``;
+    ``amp_std`` shows what std/mean would have done)."""
     s = collapse.CollapseState()
     grace = rec["grace"] if cfg.grace is None else cfg.grace
     for r in rec["rows"]:
         v = r["val_loss"] if r["val_loss"] is not None else float("inf")
         collapse.update(s, cfg, grace, r["epoch"], v, r["output_std"] or 0.0,
-                        r["amp_std"] if r["amp_std"] is not None else 0.0)
+                        r[stat] if r[stat] is not None else 0.0)
         if s.collapsed:
             return s.kind, s.collapse_epoch
     return "none", 0
@@ -125,15 +134,15 @@ class Score:
                 f"{self.never} flagged")
 
 
-def score(runs: list[Run], cfg: CollapseConfig) -> Score:
+def score(runs: list[Run], cfg: CollapseConfig, stat: str = "amp_iqr") -> Score:
     tp = fn = fp = tn = nf = nn = 0
     lat = []
     for r in runs:
-        kind, epoch = flag(r.rec, cfg)
+        kind, epoch = flag(r.rec, cfg, stat)
         if r.label == NEVER:
             nn += 1
             nf += kind != "none"
-        elif r.label == COLLAPSED:
+        elif r.label in POSITIVE:
             if kind != "none":
                 tp += 1
                 lat.append(epoch - r.collapse_epoch)
@@ -150,7 +159,7 @@ def candidates(base: CollapseConfig):
     for std, ratio, patience in itertools.product((1e-3, 3e-3, 1e-2, 3e-2, 0.1),
                                                   (1.0, 1.1, 1.2, 1.25, 1.3, 1.4, 1.5),
                                                   (2, 3)):
-        yield replace(base, amp_flat_std=std, amp_flat_ratio=ratio, patience=patience)
+        yield replace(base, amp_flat_spread=std, amp_flat_ratio=ratio, patience=patience)
 
 
 def choose(runs: list[Run], base: CollapseConfig) -> tuple[CollapseConfig, Score]:
@@ -159,7 +168,7 @@ def choose(runs: list[Run], base: CollapseConfig) -> tuple[CollapseConfig, Score
     def key(item):
         cfg, s = item
         return (s.fn + s.fp, cfg.patience, sum(s.latencies), -cfg.amp_flat_ratio,
-                abs(cfg.amp_flat_std - 1e-2))
+                abs(cfg.amp_flat_spread - 1e-2))
 
     scored = [(cfg, score(runs, cfg)) for cfg in candidates(base)]
     return min(scored, key=key)
@@ -214,7 +223,8 @@ def main() -> None:
     for rec in sorted(recs, key=lambda r: r["run"]):
         lab, ep = label(rec)
         runs.append(Run(rec, lab, ep, "A" if rec["seed"] % 2 == 0 else "B"))
-    counts = {k: sum(r.label == k for r in runs) for k in (COLLAPSED, RECOVERED, HEALTHY, NEVER)}
+    counts = {k: sum(r.label == k for r in runs)
+              for k in (COLLAPSED, BROKE, RECOVERED, HEALTHY, NEVER)}
     print(f"{len(runs)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     for arm in sorted({r.rec["arm"] for r in runs}):
         mine = [r.label for r in runs if r.rec["arm"] == arm]
@@ -224,24 +234,28 @@ def main() -> None:
     print(f"\nhalf A (even training seeds, to choose): {len(a)} runs; half B (odd, held out): "
           f"{len(b)} runs\n")
     after, sa = choose(a, CollapseConfig())
-    print(f"chosen on A: amp_flat_std={after.amp_flat_std:g}, amp_flat_ratio="
+    print(f"chosen on A: amp_flat_spread={after.amp_flat_spread:g}, amp_flat_ratio="
           f"{after.amp_flat_ratio:g}, patience={after.patience} (ratio {after.ratio:g}, "
           f"flat_std {after.flat_std:g})")
     defaults = CollapseConfig()
     for name, cfg in (("before (ratio 2, flat 1e-3, no amp_flat)", BEFORE),
                       ("after (chosen on A)", after),
-                      (f"the shipped defaults (amp_flat_std={defaults.amp_flat_std:g}, "
+                      (f"the shipped defaults (amp_flat_spread={defaults.amp_flat_spread:g}, "
                        f"amp_flat_ratio={defaults.amp_flat_ratio:g}, patience "
                        f"{defaults.patience})", defaults)):
         print(f"\n{name}")
         for half, rs in (("A", a), ("B held out", b), ("all", runs)):
             print(f"  {half:11s} {score(rs, cfg).line()}")
+    print("\nthe same rule reading std/mean (amp_std) instead of the interquartile spread, at the "
+          "chosen thresholds")
+    for half, rs in (("A", a), ("B held out", b), ("all", runs)):
+        print(f"  {half:11s} {score(rs, after, 'amp_std').line()}")
     print("\nmisjudged at the shipped defaults:")
     for r in runs:
         if r.label == NEVER:
             continue
         kind, ep = flag(r.rec, defaults)
-        if (kind != "none") != (r.label == COLLAPSED):
+        if (kind != "none") != (r.label in POSITIVE):
             print(f"  {r.rec['run']:28s} {r.label:10s} rule {kind}@{ep}")
     write_table(runs, defaults, args.table, args.runs)
     print(f"\nwrote {args.table}")

@@ -6,7 +6,8 @@ Three kinds, each over ``patience`` consecutive epochs:
 * ``flat``: the predicted complex patch's spread (``output_std``) below ``flat_std`` — a constant
   output; runs that go flat from the start never raise the ratio (docs/calibration.md, "How
   training fails at CPU scale").
-* ``amp_flat``: the predicted amplitude's spread (``amp_std``) below ``amp_flat_std`` while
+* ``amp_flat``: the predicted amplitude's interquartile spread (``amp_iqr``) below
+  ``amp_flat_spread`` while
   ``val_loss / best_val_loss >= amp_flat_ratio`` — upstream's constant-amplitude collapse when
   the phase keeps varying and the loss settles under the ratio rule's 2x. A flat amplitude whose
   loss sits near its best is a fit through the phase, not a collapse (docs/calibration.md, "The
@@ -46,11 +47,11 @@ class CollapseState:
 
 
 def update(state: CollapseState, cfg: CollapseConfig, grace: int, epoch: int, val_loss: float,
-           output_std: float, amp_std: float = math.inf) -> CollapseState:
+           output_std: float, amp_iqr: float = math.inf) -> CollapseState:
     """Advance the rule by one epoch (1-based ``epoch``); returns the same, mutated, state.
 
-    ``output_std`` and ``amp_std`` are the epoch's ``output_std`` and ``amp_std`` metrics (an
-    ``amp_std`` left out never counts as flat, as in histories recorded before it existed).
+    ``output_std`` and ``amp_iqr`` are the epoch's ``output_std`` and ``amp_iqr`` metrics (an
+    ``amp_iqr`` left out never counts as flat, as in histories recorded before it existed).
 
     Once raised, the flags stay raised: a collapsed trial is reported as such until it ends.
     """
@@ -60,15 +61,17 @@ def update(state: CollapseState, cfg: CollapseConfig, grace: int, epoch: int, va
     ratio = val_loss / state.best_val_loss if state.best_val_loss > 0 else 1.0
     state.ratio_streak = state.ratio_streak + 1 if (epoch > grace and ratio > cfg.ratio) else 0
     state.flat_streak = state.flat_streak + 1 if output_std < cfg.flat_std else 0
-    amp_flat = amp_std < cfg.amp_flat_std and ratio >= cfg.amp_flat_ratio
+    amp_flat = amp_iqr < cfg.amp_flat_spread and ratio >= cfg.amp_flat_ratio
     state.amp_flat_streak = state.amp_flat_streak + 1 if amp_flat else 0
     if not state.collapsed:
+        # one kind names the flag: the constant output first, then the loss ratio (a loss that
+        # has more than doubled says more than a flat amplitude at 1.5x), then amp_flat
         if state.flat_streak >= cfg.patience:
             state.collapsed, state.kind = True, names.KIND_FLAT
-        elif state.amp_flat_streak >= cfg.patience:
-            state.collapsed, state.kind = True, names.KIND_AMP_FLAT
         elif state.ratio_streak >= cfg.patience:
             state.collapsed, state.kind = True, names.KIND_RATIO
+        elif state.amp_flat_streak >= cfg.patience:
+            state.collapsed, state.kind = True, names.KIND_AMP_FLAT
         if state.collapsed:
             state.collapse_epoch = epoch
     return state
@@ -80,7 +83,8 @@ def signal_text(kind: str, cfg: CollapseConfig) -> str:
     return {
         names.KIND_RATIO: f"ratio: val_loss above {cfg.ratio:g}x its best {n}",
         names.KIND_FLAT: f"flat: the output constant (complex std/mean < {cfg.flat_std:g}) {n}",
-        names.KIND_AMP_FLAT: f"amp_flat: the amplitude constant (std/mean < {cfg.amp_flat_std:g})"
+        names.KIND_AMP_FLAT: "amp_flat: the amplitude constant (IQR/median < "
+                             f"{cfg.amp_flat_spread:g})"
                              f" with val_loss >= {cfg.amp_flat_ratio:g}x its best {n}",
     }.get(kind, f"{kind}: not a collapse kind")
 

@@ -90,7 +90,10 @@ def data_fingerprint(cfg: DataConfig) -> str:
     When ``data/probe`` is an NPZ path, the file's own sha256 is included too, so editing the
     probe file invalidates the cache although the config did not change.
     """
-    payload: dict[str, Any] = {"data": dataclasses.asdict(cfg), "code_version": CODE_VERSION}
+    data = dataclasses.asdict(cfg)
+    if not data["phase_only"]:  # added later: the caches of every other object keep their keys
+        del data["phase_only"]
+    payload: dict[str, Any] = {"data": data, "code_version": CODE_VERSION}
     if cfg.probe not in PROBES and Path(cfg.probe).is_file():
         payload["probe_sha256"] = hashlib.sha256(Path(cfg.probe).read_bytes()).hexdigest()
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
@@ -135,6 +138,7 @@ def _metadata(
             "probe_smoothing_sigma": CONSTANTS.probe_smoothing_sigma,
             "probe_scale_mode": "pad_preserve",
             "set_phi": cfg.set_phi,
+            "phase_only": cfg.phase_only,
             "coords_type": "relative",
             "stride": stride,
             "n_side": n_side(cfg.size, cfg.N, stride),
@@ -240,8 +244,12 @@ def simulate(cfg: DataConfig) -> Datasets:
     p_sim = simulation_probe(probe_guess)
 
     def objects(name: str, count: int) -> np.ndarray:
-        return make_objects(cfg.size, count, cfg.object_seed, STREAMS[name], cfg.set_phi,
-                            cfg.n_lines)
+        obj = make_objects(cfg.size, count, cfg.object_seed, STREAMS[name], cfg.set_phi,
+                           cfg.n_lines)
+        if cfg.phase_only:  # (n, H, W): each image's mean amplitude, its own phase
+            amp = np.abs(obj).mean(axis=(1, 2), keepdims=True)
+            obj = (amp * np.exp(1j * np.angle(obj))).astype(obj.dtype)
+        return obj
 
     common = dict(cfg=cfg, probe_guess=probe_guess, p_sim=p_sim, fingerprint=fingerprint)
     train, scale = _build_split(

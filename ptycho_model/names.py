@@ -26,6 +26,10 @@ OUTPUT_STD = "output_std"
 # does (docs/calibration.md, "The collapse rule, measured").
 AMP_STD = "amp_std"
 PHASE_STD = "phase_std"
+# The amplitude's interquartile spread over the same subset, (q75 - q25) / median of |O|: robust to
+# the few patches a collapsed generator still blows up (std/mean then reads 1-14 while the test
+# image is constant); the amp_flat rule reads it.
+AMP_IQR = "amp_iqr"
 EPOCH_TIME_S = "epoch_time_s"
 
 # Inside the model (ptycho_model.diagnostics), every epoch: the smallest block output's relative

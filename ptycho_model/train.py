@@ -56,12 +56,14 @@ class Spread:
 
     ``complex``: sqrt(mean |O - mean O|^2) / mean |O| (``output_std``);
     ``amp``: std(|O|) / mean |O| (``amp_std``);
-    ``phase``: 1 - |mean(O / |O|)|, the circular spread of the phase (``phase_std``).
+    ``phase``: 1 - |mean(O / |O|)|, the circular spread of the phase (``phase_std``);
+    ``amp_iqr``: (q75 - q25) / q50 of |O| (``amp_iqr``), which a few outlying patches do not move.
     """
 
     complex: float = 0.0
     amp: float = 0.0
     phase: float = 0.0
+    amp_iqr: float = 0.0
 
     @classmethod
     def of(cls, obj: torch.Tensor) -> Spread:
@@ -70,9 +72,12 @@ class Spread:
         if not mean_amp > 1e-12:
             return cls()
         unit = obj / mag.clamp_min(1e-12)
+        q25, q50, q75 = torch.quantile(mag.flatten().float().cpu(),
+                                       torch.tensor([0.25, 0.5, 0.75])).tolist()
         return cls(complex=float((obj - obj.mean()).abs().square().mean().sqrt()) / mean_amp,
                    amp=float(mag.std(correction=0)) / mean_amp,
-                   phase=1.0 - float(unit.mean().abs()))
+                   phase=1.0 - float(unit.mean().abs()),
+                   amp_iqr=(q75 - q25) / q50 if q50 > 1e-12 else 0.0)
 
 
 @dataclass
@@ -244,7 +249,7 @@ class Trainer:
         improved = val_loss < self.state.best_val_loss
         was_collapsed = self.state.collapsed
         collapse.update(self.state, cfg.collapse, cfg.collapse_grace, epoch, val_loss,
-                        spread.complex, spread.amp)
+                        spread.complex, spread.amp_iqr)
         if improved:
             self.best_model_state = {k: v.detach().clone()
                                      for k, v in self.model.state_dict().items()}
@@ -301,6 +306,7 @@ class Trainer:
             names.OUTPUT_STD: _finite(spread.complex),
             names.AMP_STD: _finite(spread.amp),
             names.PHASE_STD: _finite(spread.phase),
+            names.AMP_IQR: _finite(spread.amp_iqr),
             # no val pass (a diverged epoch): no spread, as output_std
             names.MIN_BLOCK_REL_STD: _finite_or(summ[names.MIN_BLOCK_REL_STD], 0.0),
             names.MAX_BLOCK_GRAD_RATIO: _finite(summ[names.MAX_BLOCK_GRAD_RATIO]),

@@ -245,5 +245,5 @@ def test_analyze_counts_collapsed_diverged_and_errored(tiny_experiment, tmp_path
     assert df.loc[t_err.name.removeprefix("trial_"), "outcome"] == "error"
     text = (report / "report.md").read_text()
     line = next(x for x in text.splitlines() if x.startswith("Trials: "))
-    assert "collapsed 1 (ratio 0, flat 1), diverged 1, errored 1" in line
+    assert "collapsed 1 (ratio 0, flat 1, flat amplitude 0), diverged 1, errored 1" in line
     assert "| P(collapse) |" in text and "1 of 3 trials collapsed." in text

@@ -50,7 +50,7 @@ def test_a_small_cliff_map_counts_its_trials_and_adds_seeds_where_needed(ray_ses
     args = ["cliff", "--preset", "tiny", "--arms", "plain", "--values",
             ",".join(map(str, VALUES)), "--seeds", "2", "--max-seeds", "4", "--halfwidth",
             str(HALFWIDTH), "--storage", str(tmp_path), "--name", "map", "--no-dashboard",
-            "--no-progress", "--set", "train/eval_every=0"]
+            "--no-progress", "--set", "train/eval_every=0", "--set", "train/max_epochs=2"]
     assert main(args) == 0
     root = tmp_path / "map"
     plan = read_plan(root)

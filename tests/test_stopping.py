@@ -75,7 +75,7 @@ def test_ratio_rule_stops_a_learns_then_collapses_curve(ray_session, tmp_path):
     assert list(t.system_attrs["constraints"]) == [1.0]
     assert main(["analyze", str(tmp_path / "ratio")]) == 0
     report = (tmp_path / "ratio" / "report" / "report.md").read_text()
-    assert "collapsed 1 (ratio 1, flat 0)" in report
+    assert "collapsed 1 (ratio 1, flat 0, flat amplitude 0)" in report
 
 
 @pytest.mark.slow

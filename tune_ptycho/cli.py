@@ -155,7 +155,8 @@ def cmd_cliff(args: argparse.Namespace) -> int:
     axis = args.axis or DEFAULT_AXIS
     if args.values:
         try:
-            values = sorted(float(v) for v in args.values.split(","))
+            values = sorted(int(v) if v.strip().lstrip("-").isdigit() else float(v)
+                            for v in args.values.split(","))
         except ValueError:
             raise CliffRefused(f"--values {args.values!r}: give numbers separated by commas"
                                ) from None

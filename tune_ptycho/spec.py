@@ -349,7 +349,9 @@ SPEC_PATH_NOTES = {
     "search/max_concurrent": "0: as many as resources allow",
     "search/params": "a mapping {config path: range} laid over the space; easier in a --spec file",
     "search/resolved": "written by the service (the space as searched); a new run resolves it anew",
-    "search/points": "a list of {config path: value} run instead of the seed arms (crash-hunt)",
+    "search/points": "a list of {config path: value} run instead of the seed arms (crash-hunt, "
+                     "cliff)",
+    "search/collapse_aware": "true: collapsed and diverged trials reach TPE as infeasible",
     "scheduler/grace_period": "null: the preset's, or a quarter of train/max_epochs (at most 4)",
     "storage/log_to": "a list or comma-separated names; none: no tracker",
 }

@@ -118,7 +118,10 @@ def get_datasets(cfg: DataConfig, cache_dir: str | Path | None = None,
                 raise CacheError(f"could not store dataset cache entry {entry}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return ds, fp, entry
+    # What was stored, read back: a run must see the same bits whether the cache was cold or warm
+    # (the NPZ files hold float32; the simulation's own arrays differ in the last digits, and past
+    # the learning-rate cliff that alone changes a trajectory).
+    return load_datasets(entry, val_is_test=cfg.val_is_test), fp, entry
 
 
 def slim_for_trials(ds: Datasets) -> Datasets:
