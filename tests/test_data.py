@@ -340,3 +340,16 @@ def test_save_refuses_malformed_split(tiny: Datasets, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="'Y_I' must have rank 4"):
         save_split(bad, tmp_path / "bad.npz")
     assert not (tmp_path / "bad.npz").exists()
+
+
+def test_a_phase_only_object_keeps_the_phase_and_flattens_the_amplitude(tiny: Datasets) -> None:
+    """``data/phase_only``: each image's amplitude is its mean, its phase the lines object's; the
+    cache key changes only for it, and an object with no phase is refused."""
+    flat = simulate(dataclasses.replace(TINY, phase_only=True))
+    obj, ref = flat.train.YY_full[..., 0], tiny.train.YY_full[..., 0]
+    amp = np.abs(obj)
+    assert amp.std(axis=(1, 2)).max() < 1e-5 * amp.mean()
+    np.testing.assert_allclose(np.angle(obj), np.angle(ref), atol=1e-5)
+    assert data_fingerprint(dataclasses.replace(TINY, phase_only=True)) != data_fingerprint(TINY)
+    with pytest.raises(ConfigError, match="phase_only"):
+        simulate(dataclasses.replace(TINY, phase_only=True, set_phi=False))
