@@ -138,6 +138,24 @@ def collapse_flag(trial) -> float:
     return float(num(trial.user_attrs.get(names.COLLAPSED), 0.0) > 0)
 
 
+def _ci(k: int, n: int) -> tuple[float, float]:
+    from .crash_hunt import wilson
+
+    return wilson(k, n)
+
+
+def _count(k: int, n: int) -> str:
+    """``3 of 4 [0.30, 0.95]``: a count with its Wilson 95% interval."""
+    lo, hi = _ci(k, n)
+    return f"{k} of {n} [{lo:.2f}, {hi:.2f}]"
+
+
+def _decided(a: tuple[int, int], b: tuple[int, int]) -> str:
+    """'' when the two counts' 95% intervals do not overlap; else the words that say so."""
+    (alo, ahi), (blo, bhi) = _ci(*a), _ci(*b)
+    return "" if ahi < blo or bhi < alo else " (the intervals overlap: not decided)"
+
+
 def _split_sentence(p: str, x: list[tuple[float, bool]]) -> tuple[float, str] | None:
     """The threshold on a numeric parameter that best separates collapsed trials from the rest."""
     x = sorted(x)
@@ -156,8 +174,9 @@ def _split_sentence(p: str, x: list[tuple[float, bool]]) -> tuple[float, str] | 
             hi_side, lo_side = (above, below) if pa >= pb else (below, above)
             word = "above" if pa >= pb else "at or below"
             other = "below" if pa >= pb else "above"
-            best = (gap, f"{p} {word} {t:.3g} collapsed {sum(hi_side)} of {len(hi_side)} trials; "
-                         f"{other} it, {sum(lo_side)} of {len(lo_side)}")
+            hi, lo = (sum(hi_side), len(hi_side)), (sum(lo_side), len(lo_side))
+            best = (gap, f"{p} {word} {t:.3g} collapsed {_count(*hi)} trials; {other} it, "
+                         f"{_count(*lo)}{_decided(hi, lo)}")
     return best
 
 
@@ -183,8 +202,8 @@ def verdict_lines(df: pd.DataFrame, kinds: dict[str, str], bins: list[Bin]) -> l
     n, k = len(d), int(col.sum())
     missed = _flat_amplitude_unflagged(d[~col])
     miss = (f" {missed} trial(s) the rule did not flag learned and then ended with the constant "
-            "output's amp SSIM (within 0.01): a flat amplitude whose phase still varies, which "
-            "the rule does not see (docs/calibration.md).") if missed else ""
+            "output's amp SSIM (within 0.01), read from weights (docs/calibration.md, \"The "
+            "collapse rule, measured\").") if missed else ""
     if k == 0:
         return [f"No trial of {n} was flagged by the collapse rule.{miss}"]
     splits = []
@@ -194,7 +213,7 @@ def verdict_lines(df: pd.DataFrame, kinds: dict[str, str], bins: list[Bin]) -> l
             pts = [(float(v), bool(c)) for v, c in zip(x, col) if pd.notna(v)]
             if len(pts) >= 3 and (s := _split_sentence(p, pts)):
                 splits.append(s)
-    lines = [f"{k} of {n} trials collapsed.{miss}"]
+    lines = [f"{k} of {n} trials collapsed (95% intervals in brackets, Wilson's).{miss}"]
     if splits:
         lines.append(max(splits)[1] + ".")
     safe = [b for b in bins if b.lo is None and b.n >= 2 and b.collapsed == 0]
@@ -202,9 +221,13 @@ def verdict_lines(df: pd.DataFrame, kinds: dict[str, str], bins: list[Bin]) -> l
     if safe:
         safest = sorted(safe, key=lambda b: -b.n)[:3]
         lines.append("No collapse with " + ", ".join(
-            f"{b.param}={b.label} (0 of {b.n})" for b in safest) + ".")
+            f"{b.param}={b.label} ({_count(0, b.n)})" for b in safest) + ".")
     if risky:
         lines.append("Most collapses with " + ", ".join(
-            f"{b.param}={b.label} ({b.collapsed} of {b.n})"
+            f"{b.param}={b.label} ({_count(b.collapsed, b.n)})"
             for b in sorted(risky, key=lambda b: -b.p)[:3]) + ".")
+    if safe or risky or splits:
+        lines.append("A setting moves P(collapse) only where its interval clears the other's; "
+                     "with this many trials these are leads, not findings (the cliff map and "
+                     "the crash hunt count seeds).")
     return [" ".join(lines)]

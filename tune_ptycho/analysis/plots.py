@@ -354,7 +354,7 @@ def collapse_figure(exp: Experiment, df: pd.DataFrame, kinds: dict[str, str], bi
         for o in dict.fromkeys(d["outcome"]):
             m = d["outcome"] == o
             ax.scatter(x[m], y[m], c=COLORS[o], marker=MARKERS[o], s=70, edgecolors="k",
-                       linewidths=0.5, label=OUTCOME_LABELS[o], zorder=3)
+                       linewidths=0.5, label=o.replace("_", " "), zorder=3)  # short: a small panel
         if kinds.get(x_p) == "log":
             ax.set_xscale("log")
         ax.set_xlabel(x_p)
