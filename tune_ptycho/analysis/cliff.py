@@ -197,7 +197,8 @@ def cliff_figure(cm: CliffMap, path: Path) -> Path:
         if c.estimate is not None:
             lo = c.low if c.low is not None else min(x)
             hi = c.high if c.high is not None else max(x)
-            ax.errorbar([c.estimate], [0.5], xerr=[[c.estimate - lo], [hi - c.estimate]],
+            y = 0.5 + 0.025 * (i - (len(cm.plan.arms) - 1) / 2)  # arms' bars side by side
+            ax.errorbar([c.estimate], [y], xerr=[[c.estimate - lo], [hi - c.estimate]],
                         marker="D", ms=8, color=color, capsize=5, lw=2, alpha=0.6)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
