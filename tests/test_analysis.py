@@ -246,4 +246,4 @@ def test_analyze_counts_collapsed_diverged_and_errored(tiny_experiment, tmp_path
     text = (report / "report.md").read_text()
     line = next(x for x in text.splitlines() if x.startswith("Trials: "))
     assert "collapsed 1 (ratio 0, flat 1, flat amplitude 0), diverged 1, errored 1" in line
-    assert "| P(collapse) |" in text and "1 of 3 trials collapsed." in text
+    assert "| P(collapse) |" in text and "1 of 3 trials collapsed (" in text
