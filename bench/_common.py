@@ -93,7 +93,7 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     lines = []
     for j, r in enumerate(cells):
         lines.append("  ".join(c.rjust(w) if j and _numeric(c) else c.ljust(w)
-                               for c, w in zip(r, widths)).rstrip())
+                               for c, w in zip(r, widths, strict=False)).rstrip())
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -203,7 +203,7 @@ class LocalRay:
 # ------------------------------------------------------------------ experiment results
 def read_trials(exp_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """trial id -> its per-epoch result rows (sorted by epoch)."""
-    from tune_ptycho.storage.experiment import newest_per_epoch, result_rows
+    from tune_ptycho.storage.tune_files import newest_per_epoch, result_rows
 
     out = {}
     for d in sorted(Path(exp_dir).glob("trial_*")):

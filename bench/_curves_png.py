@@ -40,7 +40,8 @@ def write_curves_png(arms: dict[str, dict[str, list[Any]]], path: str | Path, *,
                             "colours": {a: COLOURS[i % len(COLOURS)] for i, a in enumerate(arms)},
                             "panels": []}
     for series, _, log in panels:
-        xs = [x for c in arms.values() for x, y in zip(c.get(x_key, []), c.get(series, []))
+        xs = [x for c in arms.values()
+              for x, y in zip(c.get(x_key, []), c.get(series, []), strict=False)
               if _usable(y, log)]
         ys = [_y(y, log) for c in arms.values() for y in c.get(series, []) if _usable(y, log)]
         info["panels"].append({"series": series, "log10": log,
@@ -68,11 +69,13 @@ def _matplotlib(arms, path: Path, x_key: str, panels, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    for ax, (series, label, log) in zip(axes[0], panels):
+    for ax, (series, label, log) in zip(axes[0], panels, strict=True):
         for i, (arm, c) in enumerate(arms.items()):
-            pts = [(x, y) for x, y in zip(c.get(x_key, []), c.get(series, [])) if _usable(y, log)]
+            pts = [(x, y) for x, y in zip(c.get(x_key, []), c.get(series, []), strict=False)
+                   if _usable(y, log)]
             if pts:
-                ax.plot(*zip(*pts), marker="o", ms=3, color=COLOURS[i % len(COLOURS)], label=arm)
+                ax.plot(*zip(*pts, strict=True), marker="o", ms=3,
+                        color=COLOURS[i % len(COLOURS)], label=arm)
         if log:
             ax.set_yscale("log")
         ax.set_xlabel(x_key.replace("_", " "))
@@ -92,10 +95,10 @@ def _raster(arms, path: Path, x_key: str, panels, ranges, w: int = 360, h: int =
 
     pad = 24
     img = np.full((h, w * len(panels), 3), 255, dtype=np.uint8)
-    for k, ((series, _, log), rng) in enumerate(zip(panels, ranges)):
+    for k, ((series, _, log), rng) in enumerate(zip(panels, ranges, strict=True)):
         x0 = k * w
         frame = [(pad, x0 + pad), (pad, x0 + w - pad), (h - pad, x0 + w - pad), (h - pad, x0 + pad)]
-        for (r0, c0), (r1, c1) in zip(frame, frame[1:] + frame[:1]):
+        for (r0, c0), (r1, c1) in zip(frame, frame[1:] + frame[:1], strict=True):
             rr, cc = line(r0, c0, r1, c1)
             img[rr, cc] = 0
         if not rng["x_range"] or not rng["y_range"]:
@@ -111,9 +114,10 @@ def _raster(arms, path: Path, x_key: str, panels, ranges, w: int = 360, h: int =
 
         for i, c in enumerate(arms.values()):
             colour = _RGB[i % len(_RGB)]
-            pts = [px(x, _y(y, log)) for x, y in zip(c.get(x_key, []), c.get(series, []))
+            pts = [px(x, _y(y, log))
+                   for x, y in zip(c.get(x_key, []), c.get(series, []), strict=False)
                    if _usable(y, log)]
-            for (r0, c0), (r1, c1) in zip(pts, pts[1:]):
+            for (r0, c0), (r1, c1) in zip(pts, pts[1:], strict=False):
                 rr, cc = line(r0, c0, r1, c1)
                 img[rr, cc] = colour
             for r, cc0 in pts:

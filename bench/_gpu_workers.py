@@ -114,7 +114,8 @@ def run_workers(specs: list[dict[str, Any]], tmp: Path, out: Path, tag: str, *,
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < ready_s:
         poll_ready()
-        if all(r is not None or pr.poll() is not None for r, (pr, _) in zip(ready_at, procs)):
+        if all(r is not None or pr.poll() is not None
+               for r, (pr, _) in zip(ready_at, procs, strict=True)):
             break
         time.sleep(0.02)
     go.touch()  # late ones see it too; their result says they were late
@@ -131,7 +132,7 @@ def run_workers(specs: list[dict[str, Any]], tmp: Path, out: Path, tag: str, *,
                 killed[i] = True
         time.sleep(0.05)
     results = []
-    for i, ((pr, log), p) in enumerate(zip(procs, paths)):
+    for i, ((pr, log), p) in enumerate(zip(procs, paths, strict=True)):
         pr.wait()
         log.close()
         shutil.copy(p["log"], out / "workers" / f"{tag}_{i}.log")
@@ -182,7 +183,9 @@ def _worker(spec: dict[str, Any], result: Path) -> dict[str, Any]:
 
     torch.set_num_threads(int(spec["threads"]))
     device = torch.device(spec["device"])
-    cfg = preset_config(spec["preset"], {**spec["updates"], "train/device": spec["device"]})
+    # collapse/stop false: an arm trains on past a collapse flag (its curve is the result)
+    cfg = preset_config(spec["preset"], {"collapse/stop": False, **spec["updates"],
+                                         "train/device": spec["device"]})
     data = load_datasets(spec["data"], val_is_test=cfg.data.val_is_test)
     if spec.get("train_fraction", 1.0) < 1.0:
         data = _train_subset(data, spec["train_fraction"], cfg.train.seed)

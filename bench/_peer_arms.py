@@ -146,7 +146,8 @@ def optuna_worker(worker: int, study_name: str, journal: str, preset: str, max_e
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    base = preset_config(preset, {"train/max_epochs": max_epochs})
+    # the peer has no collapse stopper: its trials train on past a flag
+    base = preset_config(preset, {"train/max_epochs": max_epochs, "collapse/stop": False})
     data = simulate(base.data)
     storage = JournalStorage(JournalFileBackend(journal))
     study = optuna.load_study(

@@ -22,7 +22,7 @@ import _common
 
 def study_figures(path: str) -> tuple[int, int, float]:
     """(crashed in the second half, trials in the second half, best objective)."""
-    from tune_ptycho.analysis.load import COLLAPSED, DIVERGED
+    from tune_ptycho.outcomes import COLLAPSED, DIVERGED
     from tune_ptycho.storage.experiment import ExperimentInfo
     from tune_ptycho.storage.study import load_study
 
@@ -48,6 +48,7 @@ def main() -> None:
     from tune_ptycho.cli import main as cli
 
     root = tempfile.mkdtemp(prefix="tp-aware-")
+    t_all = time.perf_counter()
     results: dict[bool, list[tuple[int, int, float]]] = {False: [], True: []}
     for seed in (int(s) for s in args.seeds.split(",")):
         for aware in (False, True):  # alternated, so drift in the host hits both alike
@@ -63,14 +64,23 @@ def main() -> None:
             print(f"seed {seed} {'aware' if aware else 'plain':5s}: exit {code}, second half "
                   f"{fig[0]}/{fig[1]} crashed, best objective {fig[2]:.4f}, "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
+    from tune_ptycho.analysis.crash_hunt import wilson
+
     print()
-    print(_common.table(
-        ["arm", "crashed in 2nd half (all seeds)", "share", "best objective per seed",
-         "median best"],
-        [[("collapse_aware" if a else "plain"), f"{sum(r[0] for r in rs)}/{sum(r[1] for r in rs)}",
-          f"{sum(r[0] for r in rs) / max(1, sum(r[1] for r in rs)):.0%}",
-          " ".join(f"{r[2]:.4f}" for r in rs), f"{statistics.median(r[2] for r in rs):.4f}"]
-         for a, rs in results.items()]))
+    rows, cis = [], {}
+    for a, rs in results.items():
+        k, n = sum(r[0] for r in rs), sum(r[1] for r in rs)
+        cis[a] = wilson(k, n)
+        rows.append([("collapse_aware" if a else "plain"), f"{k}/{n}",
+                     f"{k / max(1, n):.0%} [{cis[a][0]:.0%}, {cis[a][1]:.0%}]",
+                     " ".join(f"{r[2]:.4f}" for r in rs),
+                     f"{statistics.median(r[2] for r in rs):.4f}"])
+    print(_common.table(["arm", "crashed in 2nd half (all seeds)", "share [Wilson 95%]",
+                         "best objective per seed", "median best"], rows))
+    overlap = cis[True][0] <= cis[False][1] and cis[False][0] <= cis[True][1]
+    verdict = "not decided (the intervals overlap)" if overlap else "the intervals do not overlap"
+    print(f"collapse share, aware against plain: {verdict}")
+    print(f"took {(time.perf_counter() - t_all) / 60:.1f} min")
 
 
 if __name__ == "__main__":

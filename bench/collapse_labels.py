@@ -2,7 +2,7 @@
 "The collapse rule, measured").
 
 Every run is a real `cpu`-preset training (no fault hook) of 14 epochs that never stops on a flag
-(``train/stop_on_collapse`` false), with the test image scored every epoch. One JSON line per run
+(``collapse/stop`` false), with the test image scored every epoch. One JSON line per run
 goes to ``--out`` as soon as the run ends: the per-epoch signals the rule reads (val_loss,
 output_std, amp_std, phase_std, min_block_rel_std) and the per-epoch signals the labels read
 (the test image's amplitude SSIM, the constant output's SSIM, the stitched amplitude's spread),
@@ -81,7 +81,7 @@ def train_one(run_id: str, arm: str, overrides: dict, seed: int, cache: str) -> 
 
     torch.set_num_threads(1)
     cfg = preset_config("cpu", {**overrides, "train/seed": seed, "train/eval_every": 1,
-                                "train/stop_on_collapse": False})
+                                "collapse/stop": False})
     data, _, _ = get_datasets(cfg.data, cache, log=lambda _: None)
     trainer = Trainer(cfg, data)
     t0 = time.perf_counter()
@@ -120,7 +120,7 @@ def main() -> None:
     cache = os.environ.get("TUNE_PTYCHO_BENCH_CACHE",
                            str(Path(os.environ.get("TMPDIR", "/tmp")) / "tune-ptycho-bench-cache"))
     get_datasets(preset_config("cpu").data, cache)  # once, before the workers read it
-    for run_id, _, over, seed in runs():  # every config checked before any run starts
+    for _run_id, _, over, seed in runs():  # every config checked before any run starts
         preset_config("cpu", {**over, "train/seed": seed})
     done = done_ids(args.out)
     todo = [r for r in runs() if r[0] not in done]

@@ -19,9 +19,9 @@ to its share of it. Three stages, on the ``stage_a`` preset (``--quick``: ``tiny
    against the same worker alone.
 3. **Arms.** Upstream's Stage A arms of ``hybrid`` (``stage_a_control``: norm clip 1.0) and of
    ``stable_hybrid`` with LayerScale (``stage_a_stable_layerscale``: no clip), both Adam 1e-3,
-   constant LR (their settings as in ``search_spaces/arms.py``, written out here because that
-   module needs Optuna), through ``ptycho_model.train.fit``, the two side by side on the GPU,
-   each for as many epochs as ``--arm-budget-s`` holds. Per-epoch curves (val_loss, train_loss,
+   constant LR (their settings from ``ptycho_model/upstream_arms.py``, which needs no Optuna),
+   through ``ptycho_model.train.fit``, the two side by side on the GPU, each for as many epochs
+   as ``--arm-budget-s`` holds. Per-epoch curves (val_loss, train_loss,
    output_std, collapse_ratio and flags, grad norms, the per-block spread and grad ratio, amp SSIM
    at eval epochs) go to the results JSON and ``curves.png``: does upstream's learn-then-collapse
    (stable_hybrid LayerScale: best val_loss 0.0237 at epoch ~4, final 0.179; docs/physics.md
@@ -54,6 +54,8 @@ import _common  # noqa: F401  (puts the repo on sys.path)
 from _common import banner, table, verdict
 from _gpu_workers import free, run_workers, sync, time_train, warm_up, worker_main, write_json
 
+from ptycho_model.upstream_arms import SEED_ARMS
+
 UPSTREAM_S_PER_EPOCH = 35.0  # upstream Stage A, RTX 3090 (docs/physics.md §7.3)
 # docs/physics.md §7.1-7.2: upstream's Stage A arms (quirks A-D active, 50 epochs)
 UPSTREAM_ARMS = {
@@ -61,21 +63,8 @@ UPSTREAM_ARMS = {
     "stage_a_stable_layerscale": {"best_val_loss": 0.0237, "best_epoch": 4,
                                   "final_val_loss": 0.179, "amp_ssim_final": 0.277},
 }
-# search_spaces.arms.SEED_ARMS entries of the same names (that module imports Optuna, which the
-# GPU machine lacks; tests/test_gpu_stage_a.py checks that these equal the originals).
-ARMS: dict[str, dict[str, Any]] = {
-    "stage_a_control": {
-        "model/arch": "hybrid", "optim/name": "adam", "optim/lr": 1e-3, "optim/beta1": 0.9,
-        "optim/beta2": 0.999, "sched/name": "constant",
-        "clip/algorithm": "norm", "clip/threshold": 1.0,
-    },
-    "stage_a_stable_layerscale": {
-        "model/arch": "stable_hybrid", "model/stable_block": "layerscale",
-        "model/layerscale_init": 1e-3, "optim/name": "adam", "optim/lr": 1e-3,
-        "optim/beta1": 0.9, "optim/beta2": 0.999, "sched/name": "constant",
-        "clip/algorithm": "none",
-    },
-}
+# upstream's arms of those names (ptycho_model.upstream_arms: plain data, no Optuna)
+ARMS: dict[str, dict[str, Any]] = {name: dict(SEED_ARMS[name]) for name in UPSTREAM_ARMS}
 VARIANTS = [("fp32", False), ("bf16", False), ("fp32", True), ("bf16", True)]
 # Where each stage must end, as a fraction of --deadline-s; a stage that ends early leaves its
 # time to the next. The rest (5%) is for writing the results.
@@ -319,7 +308,7 @@ def stage_pack(args, clock: Clock, data_dir: Path, tmp: Path, out: Path, device
         res["per_trial_rate_vs_alone"] = res["speedup"] / args.pack
         print()
         verdict(f"{args.pack} trials packed on one {device.type} device: aggregate samples/s / "
-                "1 trial alone", res["speedup"], "> 1.0: packing at 1/%d GPU pays" % args.pack,
+                "1 trial alone", res["speedup"], f"> 1.0: packing at 1/{args.pack} GPU pays",
                 res["speedup"] > 1.0 if device.type == "cuda" else None)
     return res
 
@@ -355,7 +344,7 @@ def stage_arms(args, clock: Clock, data_dir: Path, tmp: Path, out: Path, device,
                       "train_fraction": fraction, "history": str(out / f"history_{name}.json")})
     ws = run_workers(specs, tmp, out, "arm", ready_s=min(90.0, max(5.0, left - budget)),
                      run_s=budget + 30, hard_end=clock.hard_end(), threads=args.threads)
-    for name, w, s in zip(args.arm_names, ws, specs):
+    for name, w, s in zip(args.arm_names, ws, specs, strict=True):
         rows = _read_rows(Path(s["history"]))
         res["arms"][name] = {"settings": ARMS[name], **w, **_summary(rows, fraction),
                              "curves": _curves(rows, fraction), "upstream": UPSTREAM_ARMS[name]}

@@ -6,7 +6,10 @@ core's peak.
   SpectralConv2d` and through neuraloperator's ``SpectralConv`` (``pip install -e ".[bench]"``)
   with the weights copied across, after checking both give the same output. Median seconds, and
   the ratio ours / theirs. On this CPU, and on CUDA when there is one.
-* Peak: one fp32 matmul of ``--peak-n`` squared on one thread, GFLOP/s: what one core attains.
+* Peaks, two of them: the nominal fp32 peak of one core (flops per cycle from its vector flags,
+  times its clock), and the measured BLAS peak (the best fp32 matmul GFLOP/s on one thread over
+  a sweep of sizes, each the best of 5). The step's fraction of each is printed, with the
+  copy bandwidth of one thread and the roofline's ridge point (peak / bandwidth).
 * Step: one training step of each preset through the real ``Trainer._train_epoch`` (forward,
   fp32 physics, PINN loss, backward, clipping, optimizer step) on a batch of its
   ``train/batch_size``. FLOPs from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions
@@ -35,6 +38,7 @@ import math
 import statistics
 import time
 from collections import Counter
+from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path)
 import torch
@@ -87,7 +91,52 @@ def counted_flops(fn) -> tuple[float, dict[str, float], HiddenFlops]:
     return float(fc.get_total_flops()), per_op, hidden
 
 
-# ------------------------------------------------------------------ the core's peak
+# ------------------------------------------------------------------ the core's peaks
+# fp32 flops per cycle per core by the widest vector FMA the flags show, assuming two FMA pipes
+# (AMD Zen 2-4, Intel client and server cores since Haswell; a one-FMA-port AVX-512 part has
+# half the avx512f figure): lanes x 2 (multiply-add) x 2 pipes.
+_FLOPS_PER_CYCLE = (("avx512f", 64), ("fma", 32), ("avx", 16), ("sse", 8))
+
+
+def cpu_flags_and_mhz() -> tuple[set[str], float | None, str]:
+    """The CPU's flags, its clock in MHz and where the clock came from (the highest of: the
+    cpufreq maximum, the model name's "@ x GHz", /proc/cpuinfo's "cpu MHz")."""
+    flags: set[str] = set()
+    mhz: list[tuple[float, str]] = []
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return flags, None, "no /proc/cpuinfo"
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        key = key.strip().lower()
+        if key == "flags" and not flags:
+            flags = set(val.split())
+        elif key == "cpu mhz" and val.strip():
+            mhz.append((float(val), "/proc/cpuinfo cpu MHz"))
+        elif key == "model name" and "GHz" in val:
+            with contextlib.suppress(ValueError):
+                mhz.append((1e3 * float(val.rsplit("@", 1)[-1].replace("GHz", "")),
+                            "model name"))
+    with contextlib.suppress(OSError, ValueError):
+        khz = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()
+        mhz.append((int(khz) / 1e3, "cpufreq max"))
+    if not mhz:
+        return flags, None, "no clock found"
+    best = max(mhz)
+    return flags, best[0], best[1]
+
+
+def nominal_peak() -> tuple[float | None, str]:
+    """One core's nominal fp32 peak in GFLOP/s from its flags and clock, and how it was got."""
+    flags, mhz, source = cpu_flags_and_mhz()
+    per_cycle = next(((f, n) for f, n in _FLOPS_PER_CYCLE if f in flags), None)
+    if mhz is None or per_cycle is None:
+        return None, f"unknown ({source}; flags {'found' if flags else 'not found'})"
+    return (per_cycle[1] * mhz / 1e3,
+            f"{per_cycle[1]} flop/cycle ({per_cycle[0]}, 2 FMA pipes) x {mhz:.0f} MHz ({source})")
+
+
 def matmul_peak(n: int, repeats: int) -> float:
     """Best GFLOP/s of an (n, n) @ (n, n) fp32 matmul on the current thread count."""
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -98,6 +147,26 @@ def matmul_peak(n: int, repeats: int) -> float:
         a @ b
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n**3 / best / 1e9
+
+
+def blas_peak(sizes: list[int], repeats: int) -> tuple[float, list[list]]:
+    """The measured BLAS peak: the best GFLOP/s over a sweep of square matmul sizes, each the
+    best of ``repeats``; and one table row per size."""
+    rows = [[n, matmul_peak(n, repeats)] for n in sizes]
+    return max(r[1] for r in rows), rows
+
+
+def stream_bandwidth(mib: int = 256, repeats: int = 5) -> float:
+    """Best GB/s of one thread copying a ``mib`` MiB fp32 buffer (read + write counted)."""
+    n = mib * 2**20 // 4
+    src, dst = torch.randn(n), torch.empty(n)
+    dst.copy_(src)
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 4 * n / best / 1e9
 
 
 # ------------------------------------------------------------------ peer: neuraloperator
@@ -277,7 +346,7 @@ def fft_forward(self: SpectralConv2d, x: torch.Tensor) -> torch.Tensor:
     weights = [self.weight_pos] if self.weight_neg is None else [self.weight_pos, self.weight_neg]
     x_hat = torch.fft.rfft2(x.float(), norm="backward")
     y_hat = x_hat.new_zeros(B, self.out_channels, H, Wh)
-    for weight, (r0, r1, w0) in zip(weights, kept_rows(self.modes, H, self.corners)):
+    for weight, (r0, r1, w0) in zip(weights, kept_rows(self.modes, H, self.corners), strict=True):
         if r1 > r0:
             w = weight[:, :, w0:w0 + (r1 - r0), :mw]
             y_hat[:, :, r0:r1, :mw] = torch.einsum("bixy,ioxy->boxy", x_hat[:, :, r0:r1, :mw], w)
@@ -335,7 +404,7 @@ def option_row(preset: str, data, option: str, steps: int, base_s: float,
     finally:
         torch.set_num_threads(1)
     same = a == b
-    diff = max(abs(u - v) for u, v in zip(a, base_losses)) if base_losses else 0.0
+    diff = max(abs(u - v) for u, v in zip(a, base_losses, strict=False)) if base_losses else 0.0
     return [preset, option, step_s * 1e3, base_s / step_s if base_s else 1.0,
             "yes" if same else "NO", f"{diff:.1e}", warm_s], a
 
@@ -350,7 +419,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=6,
                    help="timed training steps per preset and option (stage_a: a third; "
                         "default 6)")
-    p.add_argument("--peak-n", type=int, default=2048, help="matmul side for the peak")
+    p.add_argument("--peak-sizes", default="256,512,1024,2048,3072",
+                   help="matmul sides swept for the measured BLAS peak")
     p.add_argument("--options", default="default,former FFT path,channels_last",
                    help="step options to time, of: " + ", ".join(OPTIONS) + " (default: the "
                         "first three; '2 threads' and 'torch.compile' take minutes here)")
@@ -380,7 +450,7 @@ def main() -> None:
             raise SystemExit(f"--options: unknown option {o!r}; known: {', '.join(OPTIONS)}")
     compile_presets = {p.strip() for p in args.compile_presets.split(",") if p.strip()}
     if args.quick:
-        presets, args.repeats, args.steps, args.peak_n = ["tiny"], 2, 2, 1024
+        presets, args.repeats, args.steps, args.peak_sizes = ["tiny"], 2, 2, "256,1024"
         compile_presets = set()
     try:
         import neuralop
@@ -389,7 +459,7 @@ def main() -> None:
         peer_version = None
     banner("kernels: spectral layer vs neuraloperator, training step vs the core's peak",
            {"presets": ",".join(presets), "repeats": args.repeats, "steps": args.steps,
-            "peak matmul": args.peak_n, "neuraloperator": peer_version or "not installed",
+            "peak matmul sides": args.peak_sizes, "neuraloperator": peer_version or "not installed",
             "quick": args.quick})
 
     # ---- peer
@@ -420,9 +490,22 @@ def main() -> None:
         print('[peer] neuraloperator is not installed: pip install -e ".[bench]"\n')
 
     # ---- peak
-    say(f"peak: {args.peak_n}^2 fp32 matmul on 1 thread ...")
-    peak = matmul_peak(args.peak_n, 3)
-    print(f"1-thread fp32 matmul peak: {peak:.1f} GFLOP/s\n", flush=True)
+    sizes = [int(n) for n in args.peak_sizes.split(",") if n.strip()]
+    say(f"peaks: fp32 matmul sides {sizes} on 1 thread, best of 5 each; copy bandwidth ...")
+    peak, peak_rows = blas_peak(sizes, 5)
+    nominal, nominal_how = nominal_peak()
+    bw = stream_bandwidth()
+    print(table(["matmul side", "GFLOP/s (best of 5)"], peak_rows))
+    print(f"measured BLAS peak (1 thread): {peak:.1f} GFLOP/s")
+    print("nominal fp32 peak (1 core): "
+          + (f"{nominal:.1f} GFLOP/s = {nominal_how}" if nominal else nominal_how))
+    if nominal:
+        print(f"BLAS attains {100 * peak / nominal:.0f}% of nominal")
+    ridge = f"{peak / bw:.1f} flop/byte (measured peak)"
+    if nominal:
+        ridge += f", {nominal / bw:.1f} (nominal)"
+    print(f"copy bandwidth (1 thread, 256 MiB, read + write): {bw:.1f} GB/s; roofline ridge at "
+          f"{ridge}: a kernel doing fewer flops per byte it moves is memory-bound\n", flush=True)
 
     # ---- steps
     from ptycho_model.data import simulate
@@ -445,7 +528,8 @@ def main() -> None:
         fracs[preset] = gflops / peak
         flop_rows.append([preset, tr.cfg.train.batch_size, counted / 1e9, hidden.fft / 1e9,
                           hidden.complex_mm / 1e9, total / 1e9, step_s * 1e3, gflops,
-                          f"{100 * gflops / peak:.1f}%"])
+                          f"{100 * gflops / peak:.1f}%",
+                          f"{100 * gflops / nominal:.1f}%" if nominal else "-"])
         prof, top_other = profile_step(tr, x_all)
         prof_total = sum(prof.values())
         kflops: Counter[str] = Counter()
@@ -484,9 +568,10 @@ def main() -> None:
 
     print()
     print(f"One training step (forward, fp32 physics, PINN loss, backward, clip, optimizer), "
-          f"1 thread; GFLOP per step; peak {peak:.1f} GFLOP/s")
+          f"1 thread; GFLOP per step; measured BLAS peak {peak:.1f} GFLOP/s, nominal "
+          + (f"{nominal:.1f}" if nominal else "unknown"))
     print(table(["preset", "batch", "FlopCounter", "FFT (analytic)", "complex mm extra",
-                 "total", "step ms", "GFLOP/s", "of peak"], flop_rows))
+                 "total", "step ms", "GFLOP/s", "of BLAS peak", "of nominal"], flop_rows))
     print()
     print("Where one step's time goes: self CPU time by kernel kind (torch.profiler) and the "
           "GFLOP it does ('other': elementwise, reductions, copies, optimizer; not counted)")
@@ -500,8 +585,11 @@ def main() -> None:
                  "warm-up s"], opt_rows))
     print()
     for preset, frac in fracs.items():
-        verdict(f"step GFLOP/s / 1-thread matmul peak, {preset}", frac,
+        verdict(f"step GFLOP/s / measured 1-thread BLAS peak, {preset}", frac,
                 "reported, see the kernel-kind table", None)
+        if nominal:
+            verdict(f"step GFLOP/s / nominal 1-core fp32 peak, {preset}", frac * peak / nominal,
+                    "reported", None)
     for r in opt_rows:
         if r[1] == "former FFT path" and r[3]:
             verdict(f"step speedup of the matmul DFT path over the former FFT path, {r[0]}",

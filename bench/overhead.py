@@ -75,7 +75,8 @@ def run_fit(preset: str, epochs: int, params: dict, cache) -> list[dict]:
     from tune_ptycho.storage.dataset_cache import get_datasets
 
     torch.set_num_threads(1)
-    cfg = preset_config(preset, {"train/max_epochs": epochs, **flatten(params)})
+    cfg = preset_config(preset, {"train/max_epochs": epochs, "collapse/stop": False,
+                                 **flatten(params)})  # every epoch, past a flag too
     data, _, _ = get_datasets(cfg.data, cache, log=lambda s: None)
     stamps: list[dict] = []
     fit(cfg, data, on_epoch=lambda m: stamps.append({**m, "ts": time.time()}))
@@ -125,7 +126,7 @@ def main() -> None:
     print()
     print("per epoch (s):")
     rows = []
-    for a, b in zip(fit_rows, ray_rows):
+    for a, b in zip(fit_rows, ray_rows, strict=False):
         rows.append([a["epoch"], a["epoch_time_s"], a.get("wall_s"), b["epoch_time_s"],
                      b.get("wall_s"), "eval" if "amp_ssim" in b or "best_ckpt_amp_ssim" in b
                      else ""])

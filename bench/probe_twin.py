@@ -29,7 +29,7 @@ def one_run(probe: str, seed: int, epochs: int) -> dict:
     from ptycho_model.presets import preset_config
     from ptycho_model.train import fit
 
-    cfg = preset_config("cpu", {"data/probe": probe, "train/seed": seed,
+    cfg = preset_config("cpu", {"data/probe": probe, "train/seed": seed, "collapse/stop": False,
                                 "train/max_epochs": epochs, "train/eval_every": 0})
     t0 = time.perf_counter()
     final = fit(cfg, simulate(cfg.data)).final
@@ -50,7 +50,7 @@ def main() -> None:
         a.seeds, a.epochs = 2, 3
     jobs = [(p, s, a.epochs) for p in ("ideal_disk", "asymmetric") for s in range(a.seeds)]
     with ProcessPoolExecutor(a.workers) as ex:
-        rows = list(ex.map(one_run, *zip(*jobs)))
+        rows = list(ex.map(one_run, *zip(*jobs, strict=True)))
     print(f"cpu preset, {a.epochs} epochs, seeds 0..{a.seeds - 1}, best-val_loss weights")
     print(f"{'probe':11s} {'seed':>4s} {'best_val':>9s} {'amp_ssim':>9s} {'twin':>7s} "
           f"{'const':>6s} {'s':>6s}")
@@ -63,7 +63,7 @@ def main() -> None:
         vl = [r["best_val_loss"] for r in rows if r["probe"] == probe]
         spread = max(ss) - min(ss)
         print(f"{probe}: amp SSIM {min(ss):.3f}-{max(ss):.3f} (spread {spread:.3f}), "
-              f"twin higher in {sum(t > s for s, t in zip(ss, tw))}/{len(ss)} runs, "
+              f"twin higher in {sum(t > s for s, t in zip(ss, tw, strict=True))}/{len(ss)} runs, "
               f"val_loss {statistics.mean(vl):.4f} mean")
 
 

@@ -22,15 +22,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import _common  # noqa: F401
+import _common  # noqa: F401  (puts the repo on sys.path)
 from _common import RAY_ENV, REPO, banner, median, read_trials, short_tmp, table
+
+from tests.procs import kill_session  # the tests' own: by session id, never `ray stop`
 
 
 def parse() -> argparse.Namespace:
@@ -42,37 +43,6 @@ def parse() -> argparse.Namespace:
     p.add_argument("--keep", action="store_true")
     p.add_argument("--quick", action="store_true", help="smoke run: one run per mode, 1 epoch")
     return p.parse_args()
-
-
-def session_pids(sid: int) -> list[int]:
-    """Live processes whose session id is ``sid`` (the child and all that it spawned)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # state ppid pgrp session ...
-            pids.append(int(entry.name))
-    return pids
-
-
-def kill_session(sid: int) -> int:
-    killed = 0
-    for _ in range(20):
-        pids = session_pids(sid)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
-    return killed
 
 
 def one_run(mode: str, i: int, root: Path, cache: Path, epochs: int, timeout: float) -> dict:

@@ -119,7 +119,7 @@ def fit_epochs(cfg, data, device, epochs: int) -> tuple[float, float]:
     from ptycho_model import names
     from ptycho_model.train import fit
 
-    cfg = cfg.with_updates({"train/max_epochs": epochs})
+    cfg = cfg.with_updates({"train/max_epochs": epochs, "collapse/stop": False})  # all epochs
     res = fit(cfg, data, device=device)
     plain = [m[names.EPOCH_TIME_S] for m in res.history if names.AMP_SSIM not in m
              and names.BEST_CKPT_PREFIX + names.AMP_SSIM not in m]

@@ -125,7 +125,8 @@ def trials_for_budget(args, asha: bool) -> int:
     """Enough trials to spend the budget: with ASHA every trial runs at least to its first rung."""
     if not asha:
         return math.ceil(args.budget / args.epochs)
-    return math.ceil(args.budget / base_spec(args, 0, "sizing", Path("/nonexistent")).grace) + 2
+    spec = base_spec(args, 0, "sizing", Path("/nonexistent"))
+    return math.ceil(args.budget / spec.grace_period) + 2
 
 
 def tune_peer(r: LocalRay, name: str, args, seed: int, asha: bool) -> dict:
@@ -390,6 +391,7 @@ def report(args, arms, seeds, runs, scores) -> None:
                 "<= 1 (objective within 2% AND at most half the epochs)", ok)
         both = both and ok
     print(f"RESULT target met against every peer: {'yes' if both else 'no'}")
+
 
 if __name__ == "__main__":
     main()

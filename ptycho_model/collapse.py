@@ -16,12 +16,19 @@ Three kinds, each over ``patience`` consecutive epochs:
 
 The streak counters live in :class:`CollapseState`, which is saved in every checkpoint, so the
 rule survives a resume exactly (Ray's stopper memory does not survive a restore).
+
+Whether a flag ends the run is decided in one place, :func:`should_stop`, which every path asks:
+``Trainer.finished`` (so ``tune-ptycho train`` and the Tune trainable), Tune's
+``CollapseStopper`` and HyperBand's replay of a restored bracket. ``collapse/stop`` is its one
+knob.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from . import names
 from .config import CollapseConfig
@@ -44,6 +51,21 @@ class CollapseState:
     @classmethod
     def from_dict(cls, d: dict) -> CollapseState:
         return cls(**d)
+
+
+def should_stop(flags: Mapping[str, Any], cfg: CollapseConfig) -> bool:
+    """Whether a run ends after the epoch whose metrics are ``flags``, on the rule's flags.
+
+    A diverged run (``diverged``; its weights may hold NaN) always ends. A collapsed one
+    (``collapsed``) ends when ``collapse/stop`` is true, its default; false computes and reports
+    the flags, and the run trains on (to see whether it recovers). Reaching ``train/max_epochs``
+    is not a flag: the caller that counts epochs checks it.
+
+    The one stop decision: ``Trainer.finished``, Tune's ``CollapseStopper`` and HyperBand's
+    ``stopped_by_rule`` all ask this function, so they cannot drift apart. Cheap, and free of
+    Ray: ``flags`` is any mapping holding the metric names (a result row, an epoch's metrics).
+    """
+    return bool(flags.get(names.DIVERGED)) or (cfg.stop and bool(flags.get(names.COLLAPSED)))
 
 
 def update(state: CollapseState, cfg: CollapseConfig, grace: int, epoch: int, val_loss: float,

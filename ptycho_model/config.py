@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
 
@@ -27,7 +28,7 @@ REGISTRIES: dict[str, tuple[str, str]] = {  # config path -> (module, registry)
     "model/arch": ("ptycho_model.generators", "GENERATORS"),
     "model/stable_block": ("ptycho_model.blocks", "STABLE_VARIANTS"),
     "optim/name": ("ptycho_model.optim", "OPTIMIZERS"),
-    "sched/name": ("ptycho_model.optim", "SCHEDULERS"),
+    "sched/name": ("ptycho_model.optim", "LR_SCHEDULES"),
     "clip/algorithm": ("ptycho_model.optim", "CLIPPERS"),
     "train/loss": ("ptycho_model.losses", "LOSSES"),
     "train/device": ("ptycho_model.device", "DEVICES"),
@@ -44,7 +45,6 @@ def registry(path: str) -> Mapping[str, Any]:
 def choices(path: str) -> tuple[str, ...]:
     """The names ``path`` accepts, in the registry's order: ``choices("optim/name")``."""
     return tuple(registry(path))
-
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,9 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class SchedConfig:
+    """The learning-rate schedule inside one run (``sched/``; ``ptycho_model.optim.LR_SCHEDULES``).
+    Not the trial scheduler that stops whole trials early (the spec's ``scheduler/``)."""
+
     name: str = "constant"
     warmup_epochs: int = 0  # warmup_cosine: linear warmup 0.1 -> 1 over this many epochs
     min_ratio: float = 0.1  # warmup_cosine: cosine ends at lr * min_ratio
@@ -123,8 +126,7 @@ class TrainConfig:
     seed: int = 20260128
     eval_every: int = 5  # reconstruction metrics every k epochs and at the end; 0: end only
     loss: str = "mae"
-    # `train` reports collapse; a Tune trial is stopped by its stopper
-    stop_on_collapse: bool = False
+    # (train/stop_on_collapse, the old spelling of collapse/stop, is read by RunConfig.from_dict)
     device: str = "auto"
     precision: str = "fp32"  # autocast dtype for the generator on CUDA; physics stays fp32
     channels_last: bool = False
@@ -138,7 +140,9 @@ class CollapseConfig:
 
     ratio: float = 2.0  # docs/calibration.md, "The main job's own arms": why not lower
     patience: int = 2
-    grace: int | None = None  # None: min(5, max_epochs // 4)
+    # epochs before the ratio kind may count (the flat kinds count from epoch 1); None:
+    # default_collapse_grace(max_epochs). Not the trial scheduler's scheduler/grace_period.
+    grace: int | None = None
     flat_std: float = 1e-3
     # the amplitude alone flat (interquartile spread / median below amp_flat_spread) with val_loss
     # at or above amp_flat_ratio x its best; 0 turns the kind off
@@ -146,8 +150,9 @@ class CollapseConfig:
     # measured"): no error on that half, none missed on the other
     amp_flat_spread: float = 0.1
     amp_flat_ratio: float = 1.5
-    # Tune stops a flagged trial at once; false: the flags are computed and reported, and the
-    # trial trains on (to see whether it recovers). ``train`` has its own train/stop_on_collapse.
+    # A flagged run ends at once (collapse.should_stop, which every path asks); false: the flags
+    # are computed and reported, and the run trains on (to see whether it recovers).
+    # ``tune-ptycho train`` sets it false unless given --stop-on-collapse.
     stop: bool = True
 
 
@@ -178,15 +183,16 @@ class RunConfig:
 
     @property
     def collapse_grace(self) -> int:
+        """The collapse rule's grace: ``collapse/grace``, or :func:`default_collapse_grace`."""
         g = self.collapse.grace
-        return min(5, self.train.max_epochs // 4) if g is None else g
+        return default_collapse_grace(self.train.max_epochs) if g is None else g
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None = None) -> RunConfig:
-        return build_dataclass(cls, d or {}, path="")
+        return build_dataclass(cls, legacy_keys(d or {}), path="")
 
     def with_updates(self, updates: dict[str, Any]) -> RunConfig:
         """A new config with ``{"optim/lr": 3e-4, ...}`` (flat paths) or nested dicts merged in."""
@@ -194,6 +200,45 @@ class RunConfig:
         for k, v in flatten(updates).items():
             set_path(merged, k, v)
         return RunConfig.from_dict(merged)
+
+
+def default_collapse_grace(max_epochs: int) -> int:
+    """The collapse rule's grace when ``collapse/grace`` is not given: epochs before the ratio
+    kind may count, a quarter of the run, at most 5 (0 for a run under 4 epochs).
+
+    A different knob from the trial scheduler's ``scheduler/grace_period`` (the spec's
+    ``default_grace_period``: ASHA's or HyperBand's first rung, at least 1), which decides when
+    a scheduler may first stop a trial for ranking low, not when a collapse may be flagged."""
+    return min(5, max_epochs // 4)
+
+
+LEGACY_STOP = "train/stop_on_collapse"  # the old spelling of collapse/stop
+
+
+def legacy_keys(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` with the config's old keys read as the new ones (``d`` itself is not changed).
+
+    ``train/stop_on_collapse`` once made ``train`` stop on a flag while Tune trials read
+    ``collapse/stop``. true is read as ``collapse/stop=true``, with a one-line FutureWarning
+    naming the new key. false, its old default (every older ``spec.json`` and ``config.json``
+    holds it), is dropped: it never kept a Tune trial from stopping, and ``train`` no longer
+    stops by default (it sets ``collapse/stop=false`` itself)."""
+    train = d.get("train")
+    if not isinstance(train, dict) or "stop_on_collapse" not in train:
+        return d
+    train = dict(train)
+    old = train.pop("stop_on_collapse")
+    d = {**d, "train": train}
+    if old is True:
+        warnings.warn(f"{LEGACY_STOP} is deprecated: use collapse/stop (read as "
+                      "collapse/stop=true)", FutureWarning, stacklevel=3)
+        collapse = d.get("collapse", {})
+        if isinstance(collapse, dict):  # anything else: build_dataclass names it
+            d["collapse"] = {**collapse, "stop": True}
+    elif old is not False:
+        raise ConfigError(f"{LEGACY_STOP}={old!r} must be true or false (it is read as "
+                          "collapse/stop; use that)")
+    return d
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,7 +303,7 @@ def known_paths(cls: type = RunConfig, prefix: str = "") -> list[str]:
     for f in fields(cls):
         hint = get_type_hints(cls)[f.name]
         key = f"{prefix}/{f.name}" if prefix else f.name
-        if is_dataclass(hint):
+        if isinstance(hint, type) and is_dataclass(hint):
             paths.extend(known_paths(hint, key))
         else:
             paths.append(key)
@@ -314,7 +359,7 @@ def build_dataclass(cls: type, d: Any, path: str) -> Any:
             continue
         p = f"{path}/{name}" if path else name
         hint = hints[name]
-        if is_dataclass(hint):
+        if isinstance(hint, type) and is_dataclass(hint):
             kwargs[name] = build_dataclass(hint, d[name], p)
         else:
             kwargs[name] = _coerce(d[name], hint, p)
@@ -446,7 +491,7 @@ def _check_run(c: RunConfig) -> None:
         raise ConfigError("faults/* inject failures for tests; set faults/allowed=true to use them")
 
 
-_VALIDATORS = {
+_VALIDATORS: dict[type, Callable[[Any], None]] = {
     DataConfig: _check_data,
     PhysicsConfig: _check_physics,
     ModelConfig: _check_model,

@@ -251,7 +251,8 @@ def simulate(cfg: DataConfig) -> Datasets:
             obj = (amp * np.exp(1j * np.angle(obj))).astype(obj.dtype)
         return obj
 
-    common = dict(cfg=cfg, probe_guess=probe_guess, p_sim=p_sim, fingerprint=fingerprint)
+    common: dict[str, Any] = dict(cfg=cfg, probe_guess=probe_guess, p_sim=p_sim,
+                                  fingerprint=fingerprint)
     train, scale = _build_split(
         "train", objects("train", cfg.n_train), cfg.stride_train, scale=None, **common
     )

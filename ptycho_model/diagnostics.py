@@ -133,7 +133,7 @@ class GradTracker:
         self.steps: list[torch.Tensor] = []
 
     def step(self) -> None:
-        pairs = [(p.grad, i) for p, i in zip(self.params, self.owner.tolist())
+        pairs = [(p.grad, i) for p, i in zip(self.params, self.owner.tolist(), strict=True)
                  if p.grad is not None]
         if not pairs:
             return
@@ -148,7 +148,7 @@ class GradTracker:
         per_step = torch.stack(self.steps).sqrt().cpu()  # (steps, blocks)
         mean, top = per_step.mean(0).tolist(), per_step.max(0).values.tolist()
         return {n: {"grad_norm": m, "grad_norm_max": t}
-                for n, m, t in zip(self.names, mean, top)}
+                for n, m, t in zip(self.names, mean, top, strict=True)}
 
     def reset(self) -> None:
         self.steps.clear()

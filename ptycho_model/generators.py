@@ -8,9 +8,13 @@ Equations", arXiv 2010.08895) and whose decoder is convolutional.
 * ``stable_hybrid`` (:class:`StableHybridUNOGenerator`): the same network with
   :class:`~ptycho_model.blocks.StablePtychoBlock` in encoder and bottleneck (decoder unchanged).
 
-Models are known by name in :data:`GENERATORS`; :func:`build_generator` builds one from a
-:class:`~ptycho_model.config.ModelConfig`. The output's last axis is [real, imag];
-:func:`to_complex` turns it into the ``(B, C, N, N)`` complex64 object of the physics.
+Models are known by name in :data:`GENERATORS`, where each class puts itself with the
+:func:`register_generator` decorator. :func:`build_generator` builds the one a
+:class:`~ptycho_model.config.ModelConfig` names: it passes every generator the same shape keywords
+and adds what the class's own ``config_options(cfg)`` reads from the config (``stable_hybrid``:
+the block variant and the LayerScale init), so no arch has a branch of its own there
+(docs/extending.md, "A generator"). The output's last axis is [real, imag]; :func:`to_complex`
+turns it into the ``(B, C, N, N)`` complex64 object of the physics.
 
 Left out: upstream's other generators (``cnn``, ``fno``, ``ffno``, ...), the ``amp_phase`` output
 adapters and the lifter input transforms — nothing in this project's studies uses them.
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -31,11 +35,45 @@ from .errors import lookup
 if TYPE_CHECKING:  # config reads this module's registry: import it for types only
     from .config import ModelConfig
 
-__all__ = ["GENERATORS", "BlockFactory", "HybridUNOGenerator", "StableHybridUNOGenerator",
-           "build_generator", "channel_schedule", "check_size", "to_complex"]
+__all__ = ["GENERATORS", "BlockFactory", "GeneratorClass", "HybridUNOGenerator",
+           "StableHybridUNOGenerator", "build_generator", "channel_schedule", "check_size",
+           "register_generator", "to_complex"]
 
 #: ``factory(channels, modes, corners) -> module`` mapping (B, channels, H, W) to the same shape.
 BlockFactory = Callable[[int, int, int], nn.Module]
+
+
+class GeneratorClass(Protocol):
+    """What a :data:`GENERATORS` entry is: a generator class (a subclass of
+    :class:`HybridUNOGenerator` is one) whose constructor takes the shape keywords
+    :func:`build_generator` passes every arch, plus the ones its ``config_options`` returns."""
+
+    def __call__(self, *, hidden_channels: int = ..., n_blocks: int = ..., modes: int = ...,
+                 C: int = ..., corners: int = ..., max_hidden_channels: int | None = ...,
+                 N: int | None = ...) -> nn.Module: ...
+
+    def config_options(self, cfg: ModelConfig) -> dict[str, Any]: ...
+
+
+#: The ``model/arch`` names, in registration order: ``{name: generator class}``.
+GENERATORS: dict[str, GeneratorClass] = {}
+
+G = TypeVar("G", bound=GeneratorClass)
+
+
+def register_generator(name: str) -> Callable[[G], G]:
+    """Class decorator: register the class as ``model/arch=name`` in :data:`GENERATORS`.
+
+    The config validator, the search spaces' ``choices: "*"`` and ``tune-ptycho paths`` read the
+    names from there. Raises ``ValueError`` for a name that is already registered."""
+
+    def add(cls: G) -> G:
+        if name in GENERATORS:
+            raise ValueError(f"model/arch={name!r} is already registered: {GENERATORS[name]!r}")
+        GENERATORS[name] = cls
+        return cls
+
+    return add
 
 
 def channel_schedule(hidden_channels: int, n_blocks: int,
@@ -59,6 +97,7 @@ def check_size(N: int, n_blocks: int) -> None:
                          f"{deepest} or an N divisible by {depth}")
 
 
+@register_generator("hybrid")
 class HybridUNOGenerator(nn.Module):
     """Hybrid U-NO (``hybrid``): ``(B, C, N, N)`` float32 -> ``(B, N, N, C, 2)`` float32.
 
@@ -123,6 +162,12 @@ class HybridUNOGenerator(nn.Module):
             DecoderStage(chs[i + 1], chs[i]) for i in reversed(range(n_blocks - 1)))
         self.head = nn.Conv2d(chs[0], 2 * C, kernel_size=1)
 
+    @classmethod
+    def config_options(cls, cfg: ModelConfig) -> dict[str, Any]:
+        """The constructor keywords this arch reads from ``cfg`` beyond the shape keywords
+        :func:`build_generator` passes every arch: none for ``hybrid``."""
+        return {}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.C:
             raise ValueError(f"{type(self).__name__} expects input (B, C={self.C}, N, N), "
@@ -138,13 +183,14 @@ class HybridUNOGenerator(nn.Module):
                 skips.append(h)
                 h = self.downsample[i](h)  # (B, ch_{i+1}, H/2^(i+1), W/2^(i+1))
         h = self.bottleneck(h)  # (B, ch_{n-1}, H/2^(n-1), W/2^(n-1))
-        for stage, skip in zip(self.decoder, reversed(skips)):
+        for stage, skip in zip(self.decoder, reversed(skips), strict=True):
             h = stage(h, skip)  # (B, ch_i, H/2^i, W/2^i)
         out = self.head(h)  # (B, 2C, H, W)
         out = out.unflatten(1, (2, self.C))  # (B, 2, C, H, W): [real | imag] channel halves
         return out.permute(0, 3, 4, 2, 1)  # (B, H, W, C, 2)
 
 
+@register_generator("stable_hybrid")
 class StableHybridUNOGenerator(HybridUNOGenerator):
     """``stable_hybrid``: :class:`HybridUNOGenerator` with
     :class:`~ptycho_model.blocks.StablePtychoBlock` (``variant`` ``"layerscale"`` or
@@ -162,26 +208,25 @@ class StableHybridUNOGenerator(HybridUNOGenerator):
                          block_factory=factory, max_hidden_channels=max_hidden_channels, N=N)
         self.variant = variant
 
-
-GENERATORS: dict[str, type[HybridUNOGenerator]] = {
-    "hybrid": HybridUNOGenerator,
-    "stable_hybrid": StableHybridUNOGenerator,
-}
+    @classmethod
+    def config_options(cls, cfg: ModelConfig) -> dict[str, Any]:
+        """``model/stable_block`` and ``model/layerscale_init``: read by this arch only."""
+        return {"variant": cfg.stable_block, "layerscale_init": cfg.layerscale_init}
 
 
 def build_generator(cfg: ModelConfig, N: int, C: int = 1) -> nn.Module:
-    """The generator named by ``cfg.arch`` for ``(B, C, N, N)`` inputs.
+    """The generator registered as ``cfg.arch``, for ``(B, C, N, N)`` inputs.
 
-    ``cfg.stable_block`` and ``cfg.layerscale_init`` apply to ``stable_hybrid`` only.
-    Raises ``ConfigError`` for an unknown arch, ``ValueError`` or an ``N`` not divisible by
-    ``2^(blocks-1)``.
+    Every arch gets the shape keywords (``model/width``, ``blocks``, ``modes``,
+    ``spectral_corners``, ``max_hidden_channels``, ``N``, ``C``) and what its own
+    ``config_options(cfg)`` adds (``stable_hybrid``: ``model/stable_block`` and
+    ``model/layerscale_init``). Raises ``ConfigError`` for an unknown arch, ``ValueError`` for an
+    ``N`` not divisible by ``2^(blocks-1)``.
     """
     generator = lookup(GENERATORS, cfg.arch, "model/arch")
-    kwargs = dict(hidden_channels=cfg.width, n_blocks=cfg.blocks, modes=cfg.modes, C=C,
-                  corners=cfg.spectral_corners, max_hidden_channels=cfg.max_hidden_channels, N=N)
-    if cfg.arch == "stable_hybrid":
-        kwargs.update(variant=cfg.stable_block, layerscale_init=cfg.layerscale_init)
-    return generator(**kwargs)
+    return generator(hidden_channels=cfg.width, n_blocks=cfg.blocks, modes=cfg.modes, C=C,
+                     corners=cfg.spectral_corners, max_hidden_channels=cfg.max_hidden_channels,
+                     N=N, **generator.config_options(cfg))
 
 
 def to_complex(out: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Analysis, stoppers, schedulers, the Optuna objective and dashboards key on these flat names
 (docs/design.md, "Per-epoch metrics"). ``epoch`` is 1-based and equals Tune's
-``training_iteration``.
+``training_iteration`` (which the service reads back in one place only:
+``tune_ptycho.storage.tune_files.row_epoch``).
 """
 
 from __future__ import annotations

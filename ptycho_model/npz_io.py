@@ -17,12 +17,12 @@ import math
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from ptycho_model.splits import SPLIT_NAMES, DataError, Datasets, Split
 from ptycho_model.probes import ProbeError, simulation_probe
+from ptycho_model.splits import SPLIT_NAMES, DataError, Datasets, Split
 from ptycho_model.stitching import n_side as count_side
 
 METADATA_KEY = "_metadata"
@@ -173,9 +173,9 @@ def _string_in_pickle(data: bytes) -> str:
         elif op.name == "MEMOIZE":
             memo[len(memo)] = pushed[-1] if pushed else None
         elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[int(arg)] = pushed[-1] if pushed else None
+            memo[cast(int, arg)] = pushed[-1] if pushed else None  # pickletools: an int
         elif op.name in ("GET", "BINGET", "LONG_BINGET"):
-            pushed.append(memo.get(int(arg)))
+            pushed.append(memo.get(cast(int, arg)))
     strings = [x for x in pushed if isinstance(x, str)]
     if not strings:
         raise ValueError("no string in it")

@@ -1,8 +1,13 @@
-"""Optimizers, LR schedulers and gradient clipping, chosen by name from the config.
+"""Optimizers, LR schedules and gradient clipping, chosen by name from the config.
 
-Registries ``OPTIMIZERS``, ``SCHEDULERS`` and ``CLIPPERS`` are plain dicts. Schedulers are stepped
-once per epoch by the training loop, after validation (upstream never stepped them under manual
-optimisation — docs/physics.md §5.4, Quirk D — which this module deliberately does not copy).
+Registries ``OPTIMIZERS`` (``optim/name``), ``LR_SCHEDULES`` (``sched/name``) and ``CLIPPERS``
+(``clip/algorithm``) are plain dicts. An LR schedule is stepped once per epoch by the training
+loop, after validation (upstream never stepped it under manual optimisation — docs/physics.md
+§5.4, Quirk D — which this module deliberately does not copy).
+
+An LR schedule changes the learning rate inside one run. It is not a *trial* scheduler (ASHA,
+HyperBand: the spec's ``scheduler/``, ``tune_ptycho.run.schedulers.TRIAL_SCHEDULERS``), which
+stops whole trials of a study early.
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ def _plateau(opt: torch.optim.Optimizer, c: SchedConfig, epochs: int):
                                           min_lr=PLATEAU_MIN_LR)
 
 
-SCHEDULERS: dict[str, Callable[..., object]] = {
+#: ``sched/name`` -> ``build(optimizer, SchedConfig, max_epochs)``: the LR schedules.
+LR_SCHEDULES: dict[str, Callable[..., object]] = {
     "constant": _constant,
     "warmup_cosine": _warmup_cosine,
     "exponential": _exponential,
@@ -86,10 +92,11 @@ SCHEDULERS: dict[str, Callable[..., object]] = {
 
 
 def build_scheduler(opt: torch.optim.Optimizer, c: SchedConfig, epochs: int):
-    return lookup(SCHEDULERS, c.name, "sched/name")(opt, c, epochs)
+    return lookup(LR_SCHEDULES, c.name, "sched/name")(opt, c, epochs)
 
 
-def step_scheduler(sched: object, val_loss: float) -> None:
+def step_scheduler(sched: lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau,
+                   val_loss: float) -> None:
     """Step once per epoch, after validation; ReduceLROnPlateau reads the val loss."""
     if isinstance(sched, lr_scheduler.ReduceLROnPlateau):
         sched.step(val_loss)

@@ -25,6 +25,7 @@ dependency on ``neuralop`` (upstream's import of it always failed; Quirk C).
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -163,7 +164,8 @@ class SpectralConv2d(nn.Module):
         """(B, in, R, mw) kept modes -> (B, out, R, mw): each mode's (in, out) complex matrix.
         One contraction per weight, joined on the (small) activations rather than on the
         weights, whose copy dominates at the deep, wide levels."""
-        weights = (self.weight_pos, self.weight_neg)
+        # span i = 1 (weight_neg) exists only with corners=2, where weight_neg is not None
+        weights = cast("tuple[torch.Tensor, torch.Tensor]", (self.weight_pos, self.weight_neg))
         out, k = [], 0
         for i, r0, r1, w0 in spans:
             w = weights[i][:, :, w0:w0 + (r1 - r0), :mw].to(torch.complex64)  # (in, out, r, mw)

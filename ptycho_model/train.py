@@ -37,6 +37,7 @@ from .losses import get_loss
 from .optim import build_optimizer, build_scheduler, clip_gradients, current_lr, step_scheduler
 from .physics import predicted_amplitude
 
+
 class InjectedCrash(RuntimeError):
     """Raised by the ``faults/crash_at_epoch`` test hook."""
 
@@ -104,7 +105,7 @@ class Trainer:
         np.random.seed(cfg.train.seed % 2**32)
         self.model = build_generator(cfg.model, N=cfg.data.N).to(self.device)
         if cfg.train.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.sched, cfg.train.max_epochs)
         self.loss_fn = get_loss(cfg.train.loss)
@@ -317,9 +318,16 @@ class Trainer:
     # ------------------------------------------------------------------ loop control
     @property
     def finished(self) -> bool:
-        if self.diverged or self.epoch >= self.cfg.train.max_epochs:
+        """Whether the run has ended: all its epochs done, or a flag that ends it
+        (:func:`ptycho_model.collapse.should_stop`: diverged, or collapsed under
+        ``collapse/stop``). The Tune trainable asks this too, to checkpoint a trial's last epoch."""
+        if self.epoch >= self.cfg.train.max_epochs:
             return True
-        return self.cfg.train.stop_on_collapse and self.state.collapsed
+        return collapse.should_stop(self.flags(), self.cfg.collapse)
+
+    def flags(self) -> dict[str, int]:
+        """The rule's flags now, under the metric names a result row holds them by."""
+        return {names.COLLAPSED: int(self.state.collapsed), names.DIVERGED: int(self.diverged)}
 
     def epochs(self) -> Iterator[dict[str, Any]]:
         while not self.finished:
@@ -370,8 +378,10 @@ def _finite_or_nan(v: float) -> float:
 def fit(cfg: RunConfig, data: Datasets, *, on_epoch: Callable[[dict[str, Any]], Any] | None = None,
         resume: dict[str, Any] | str | Path | None = None,
         device: torch.device | str | None = None) -> FitResult:
-    """Train one model. ``on_epoch(metrics)`` is called after every epoch; ``resume`` is a
-    ``Trainer.state_dict()`` (or a file holding one) to continue from."""
+    """Train one model, to ``train/max_epochs`` or the flag that ends it
+    (:attr:`Trainer.finished`: a divergence, or a collapse unless ``collapse/stop=false``).
+    ``on_epoch(metrics)`` is called after every epoch; ``resume`` is a ``Trainer.state_dict()``
+    (or a file holding one) to continue from."""
     trainer = Trainer(cfg, data, device=device)
     if resume is not None:
         if isinstance(resume, (str, Path)):

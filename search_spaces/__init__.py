@@ -8,12 +8,18 @@ to Ray's ``OptunaSearch(space=...)`` with ``seed_points(name)`` as ``points_to_e
 
 from __future__ import annotations
 
-from .introspection import Branch, Space, branches, distributions, run_space, suggested_params
-from .sampler import make_sampler
 from .arms import (
-    ARM_SOURCES, SEED_ARMS, ArmProjection, project, project_arms, projected_arms, seed_points,
+    ARM_SOURCES,
+    SEED_ARMS,
+    ArmProjection,
+    project,
+    project_arms,
+    projected_arms,
+    seed_points,
 )
+from .introspection import Branch, Space, branches, distributions, run_space, suggested_params
 from .ranges import ALL, DeclaredSpace, Range
+from .sampler import make_sampler
 from .spaces import DESCRIPTIONS, MAX_WARMUP_EPOCHS, SPACES, get_space, resolve_space
 
 __all__ = [

@@ -1,11 +1,8 @@
-"""The arms of the upstream study plans, and their projection onto each space.
+"""The seed arms of the upstream study plans, projected onto each space.
 
-``SEED_ARMS`` holds every arm the upstream FNO stability study ran (the upstream plan
-each comes from is named in ``ARM_SOURCES``) as a flat dict of config paths, complete for the
-knobs the
-spaces search: architecture and stable block, optimizer and its own hyperparameters, learning rate,
-schedule and clipping. What the arms held fixed that no space searches (epochs, data, width) is the
-preset's business and is left out.
+The arms themselves (``SEED_ARMS``, and ``ARM_SOURCES``: the part of the upstream study each
+comes from) are plain data in :mod:`ptycho_model.upstream_arms`, importable without Optuna; this
+module re-exports them and projects them.
 
 Projection rule (``projected_arms``, ``seed_points``), per space and arm:
 
@@ -40,81 +37,13 @@ from optuna.distributions import (
 )
 
 from ptycho_model.config import RunConfig, flatten
+from ptycho_model.upstream_arms import ARM_SOURCES, SEED_ARMS
 
 from .introspection import Space, run_space, suggested_params
 from .spaces import get_space
 
 __all__ = ["ARM_SOURCES", "SEED_ARMS", "ArmProjection", "project", "project_arms", "projected_arms",
            "seed_points"]
-
-# The upstream FNO-STABILITY-OVERHAUL-001 study plans each arm comes from (docs/physics.md §7).
-_STAGE_A_PLAN = "FNO-STABILITY-OVERHAUL-001 overall plan, Stage A shoot-out (Phase 3)"
-_LAYERSCALE_PLAN = "LayerScale stable_hybrid plan and its Stage A rerun (Phase 5)"
-_LR_GUARD_PLAN = "stable_hybrid LR + gradient-guard sweep"
-_OPTIMIZER_PLAN = "stable_hybrid optimizer + diagnostics sweep"
-
-# Upstream defaults the arms ran with unless their command line said otherwise
-# (docs/physics.md §4-5.4): Adam, betas (0.9, 0.999), lr 1e-3, constant LR ("Default").
-_ADAM_1E3 = {"optim/name": "adam", "optim/lr": 1e-3, "optim/beta1": 0.9, "optim/beta2": 0.999}
-_CONSTANT = {"sched/name": "constant"}
-_NO_CLIP = {"clip/algorithm": "none"}  # upstream --torch-grad-clip 0.0 disables clipping
-# LayerScale StablePtychoBlock (v2), gate init 1e-3: the stable_hybrid of every arm after Stage A.
-_STABLE_LS = {
-    "model/arch": "stable_hybrid",
-    "model/stable_block": "layerscale",
-    "model/layerscale_init": 1e-3,
-}
-# --torch-scheduler WarmupCosine --torch-lr-warmup-epochs 5 --torch-lr-min-ratio 0.05
-_WARMUP_COSINE = {"sched/name": "warmup_cosine", "sched/warmup_epochs": 5, "sched/min_ratio": 0.05}
-
-SEED_ARMS: dict[str, dict[str, Any]] = {
-    # Stage A (004, Tasks 3.2-3.4): hybrid + norm 1.0; stable_hybrid v1 (zero-gamma), no clip;
-    # hybrid + AGC 0.01. All Adam 1e-3, constant LR, 50 epochs.
-    "stage_a_control": {
-        "model/arch": "hybrid", **_ADAM_1E3, **_CONSTANT,
-        "clip/algorithm": "norm", "clip/threshold": 1.0,
-    },
-    "stage_a_stable": {
-        "model/arch": "stable_hybrid", "model/stable_block": "zero_gamma",
-        **_ADAM_1E3, **_CONSTANT, **_NO_CLIP,
-    },
-    "stage_a_agc": {
-        "model/arch": "hybrid", **_ADAM_1E3, **_CONSTANT,
-        "clip/algorithm": "agc", "clip/threshold": 0.01,
-    },
-    # Stage A stable arm rerun with LayerScale (000 Task 2; results in 001): no clip.
-    "stage_a_stable_layerscale": {**_STABLE_LS, **_ADAM_1E3, **_CONSTANT, **_NO_CLIP},
-    # LR + gradient guard (002 Tasks 2-4), stable_hybrid + LayerScale, 20 epochs.
-    "stable_lowlr": {**_STABLE_LS, **_ADAM_1E3, "optim/lr": 2.5e-4, **_CONSTANT, **_NO_CLIP},
-    "stable_warmup_lowlr": {
-        **_STABLE_LS, **_ADAM_1E3, "optim/lr": 2.5e-4, **_WARMUP_COSINE, **_NO_CLIP,
-    },
-    "stable_warmup_clip": {
-        **_STABLE_LS, **_ADAM_1E3, "optim/lr": 5e-4, **_WARMUP_COSINE,
-        "clip/algorithm": "norm", "clip/threshold": 0.5,
-    },
-    # Optimizer sweep (003 Task 3), stable_hybrid + LayerScale, lr 3e-4, WarmupCosine(5, 0.05).
-    "stable_sgd": {
-        **_STABLE_LS, "optim/name": "sgd", "optim/lr": 3e-4, "optim/momentum": 0.9,
-        "optim/weight_decay": 0.0, **_WARMUP_COSINE, **_NO_CLIP,
-    },
-    "stable_adamw": {
-        **_STABLE_LS, "optim/name": "adamw", "optim/lr": 3e-4, "optim/weight_decay": 0.01,
-        "optim/beta1": 0.9, "optim/beta2": 0.999, **_WARMUP_COSINE, **_NO_CLIP,
-    },
-}
-
-ARM_SOURCES: dict[str, str] = {
-    "stage_a_control": _STAGE_A_PLAN,
-    "stage_a_stable": _STAGE_A_PLAN,
-    "stage_a_agc": _STAGE_A_PLAN,
-    "stage_a_stable_layerscale": _LAYERSCALE_PLAN,
-    "stable_lowlr": _LR_GUARD_PLAN,
-    "stable_warmup_lowlr": _LR_GUARD_PLAN,
-    "stable_warmup_clip": _LR_GUARD_PLAN,
-    "stable_sgd": _OPTIMIZER_PLAN,
-    "stable_adamw": _OPTIMIZER_PLAN,
-}
 
 
 class _OutsideChoices(Exception):

@@ -150,7 +150,7 @@ def suggested_params(space: str | Space, values: dict[str, Any]) -> dict[str, An
     fn = _resolve(space)
     trial = optuna.trial.FixedTrial(values)
     try:
-        fn(trial)
+        fn(trial)  # type: ignore[arg-type]  # FixedTrial answers what a space asks a Trial
     except ValueError as err:
         raise ValueError(f"space {getattr(fn, '__name__', fn)!r} cannot run on {values!r}: "
                          f"{err}") from err

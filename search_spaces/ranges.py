@@ -59,13 +59,25 @@ class Range:
         """Whether this range applies, given the values suggested so far."""
         return all(p in chosen and chosen[p] in values for p, values in self.when)
 
+    def options(self) -> tuple[Any, ...]:
+        """A categorical range's choices, ``"*"`` read from the path's registry."""
+        if self.choices is None:
+            raise TypeError(f"{self.path}: a number range has no choices")
+        return choices(self.path) if self.choices == ALL else tuple(self.choices)
+
+    def bounds(self) -> tuple[float, float]:
+        """A number range's ``(low, high)``."""
+        if self.low is None or self.high is None:
+            raise TypeError(f"{self.path}: a categorical range has no bounds")
+        return self.low, self.high
+
     def suggest(self, trial: optuna.Trial) -> Any:
         if self.categorical:
-            opts = choices(self.path) if self.choices == ALL else self.choices
-            return trial.suggest_categorical(self.path, opts)
+            return trial.suggest_categorical(self.path, self.options())
+        low, high = self.bounds()
         if self.int:
-            return trial.suggest_int(self.path, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.path, float(self.low), float(self.high), log=self.log)
+            return trial.suggest_int(self.path, int(low), int(high), log=self.log)
+        return trial.suggest_float(self.path, float(low), float(high), log=self.log)
 
     def resolved(self) -> Range:
         """This range with ``choices: "*"`` replaced by the registry's names."""
@@ -74,7 +86,7 @@ class Range:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
         if self.categorical:
-            d["choices"] = self.choices if self.choices == ALL else list(self.choices)
+            d["choices"] = self.choices if self.choices == ALL else list(self.options())
         else:
             d.update(low=self.low, high=self.high)
             if self.log:
@@ -88,8 +100,7 @@ class Range:
     def describe(self) -> str:
         """``[0.0001, 0.05] log`` / ``int [2, 12]`` / ``hybrid | stable_hybrid``, with its when."""
         if self.categorical:
-            opts = choices(self.path) if self.choices == ALL else self.choices
-            text = " | ".join(str(c) for c in opts)
+            text = " | ".join(str(c) for c in self.options())
         else:
             text = f"{'int ' if self.int else ''}[{self.low:g}, {self.high:g}]"
             text += " log" if self.log else ""
@@ -137,15 +148,16 @@ class Range:
         if r.choices is None and (r.low is None or r.high is None):
             raise ConfigError(f"{where}: give low and high (a number range) or choices")
         if not r.categorical:
-            if not r.low < r.high:
-                raise ConfigError(f"{where}: low={r.low!r} must be < high={r.high!r}")
-            if r.log and r.low <= 0:
-                raise ConfigError(f"{where}: log=true needs low > 0, got low={r.low!r}")
-            if r.int and (r.low != int(r.low) or r.high != int(r.high)):
+            low, high = r.bounds()
+            if not low < high:
+                raise ConfigError(f"{where}: low={low!r} must be < high={high!r}")
+            if r.log and low <= 0:
+                raise ConfigError(f"{where}: log=true needs low > 0, got low={low!r}")
+            if r.int and (low != int(low) or high != int(high)):
                 raise ConfigError(f"{where}: int=true needs whole bounds, got "
-                                  f"[{r.low!r}, {r.high!r}]")
+                                  f"[{low!r}, {high!r}]")
             if r.int:
-                r = replace(r, low=int(r.low), high=int(r.high))
+                r = replace(r, low=int(low), high=int(high))
         return r
 
 
@@ -256,12 +268,12 @@ def check(space: DeclaredSpace, base: RunConfig) -> None:
                 raise ConfigError(f"{where}: when names {p!r}, which is declared after it; "
                                   "declare the condition's parameter first")
         if r.path in REGISTRIES and r.categorical and r.choices != ALL:
-            bad = [c for c in r.choices if c not in choices(r.path)]
+            bad = [c for c in r.options() if c not in choices(r.path)]
             if bad:
                 raise ConfigError(f"{where}: choices {bad} are not {r.path} names; choose from "
                                   f"{list(choices(r.path))}")
-        values = r.choices if r.categorical and r.choices != ALL else (
-            () if r.categorical else (r.low, r.high))
+        values = r.options() if r.categorical and r.choices != ALL else (
+            () if r.categorical else r.bounds())
         cond = {p: v[0] for p, v in r.when}
         for v in values:
             try:

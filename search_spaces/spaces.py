@@ -8,7 +8,9 @@ own every value that is not searched; a preset may move a range to its own scale
 overrides, narrows or adds ranges (:func:`resolve_space`). The parameter names are config paths
 (``optim/lr`` arrives in a Tune trial as ``config["optim"]["lr"]``).
 
-The spaces follow the upstream FNO stability study's plans (``seeds.py`` lists its arms):
+Each is registered by :func:`register_space` in :data:`SPACES` (docs/extending.md says how to
+add one). They follow the upstream FNO stability study's plans, whose arms
+:mod:`ptycho_model.upstream_arms` lists (:mod:`search_spaces.arms` projects them onto a space):
 
 ``stage_a``
     ``model/arch`` x ``clip/algorithm`` (the Stage A shoot-out), with ``model/stable_block`` for
@@ -62,7 +64,8 @@ from ptycho_model.errors import lookup
 
 from .ranges import ALL, DeclaredSpace, Range, check, override
 
-__all__ = ["DESCRIPTIONS", "MAX_WARMUP_EPOCHS", "SPACES", "get_space", "resolve_space"]
+__all__ = ["DESCRIPTIONS", "MAX_WARMUP_EPOCHS", "SPACES", "get_space", "register_space",
+           "resolve_space"]
 
 MAX_WARMUP_EPOCHS = 5  # upstream's scale: its arms warmed up over 5 epochs
 MAX_SEED = 2**31 - 1
@@ -108,7 +111,26 @@ def _clip(algorithms: list[str]) -> tuple[Range, ...]:
     )
 
 
-SPACES: dict[str, DeclaredSpace] = {s.name: s for s in (
+SPACES: dict[str, DeclaredSpace] = {}  # the search/space names, in registration order
+DESCRIPTIONS: dict[str, str] = {}  # name -> its one-line description (tune-ptycho spaces)
+
+
+def register_space(space: DeclaredSpace) -> DeclaredSpace:
+    """Register ``space`` as ``search/space=space.name``, with its ``doc`` as its description.
+
+    ``--space``, ``tune-ptycho spaces``, the spec's validation and ``tune-ptycho paths`` read the
+    names from :data:`SPACES` (docs/extending.md, "A search space"). Raises ``ValueError`` for a
+    name already registered or a ``doc`` that is not one non-empty line."""
+    if space.name in SPACES:
+        raise ValueError(f"search/space={space.name!r} is already registered")
+    if not space.doc or "\n" in space.doc:
+        raise ValueError(f"search/space={space.name!r} needs a one-line doc, got {space.doc!r}")
+    SPACES[space.name] = space
+    DESCRIPTIONS[space.name] = space.doc
+    return space
+
+
+for _space in (
     DeclaredSpace("stage_a", (*_ARCH, *_clip(["none", "norm", "agc"])),
                   "model/arch (stable_hybrid: zero_gamma | layerscale block) x clip/algorithm "
                   "none | norm | agc, threshold per algorithm (upstream Stage A)"),
@@ -125,9 +147,8 @@ SPACES: dict[str, DeclaredSpace] = {s.name: s for s in (
                            *_clip(["none", "norm", "agc"])),
                   "all of stage_a, lr_guard and optimizer, plus model/layerscale_init for "
                   "stable_hybrid with the layerscale block"),
-)}
-
-DESCRIPTIONS: dict[str, str] = {name: s.doc for name, s in SPACES.items()}
+):
+    register_space(_space)
 
 
 def get_space(name: str) -> DeclaredSpace:
@@ -142,8 +163,10 @@ def _fit_warmup(space: DeclaredSpace, max_epochs: int) -> DeclaredSpace:
     top = max(0, max_epochs - 1)
     fitted = []
     for r in space.ranges:
-        if r.path == "sched/warmup_epochs" and not r.categorical and r.high > top:
-            r = replace(r, low=min(r.low, max(0, top - 1)), high=top)
+        if r.path == "sched/warmup_epochs" and not r.categorical:
+            low, high = r.bounds()
+            if high > top:
+                r = replace(r, low=min(low, max(0, top - 1)), high=top)
         fitted.append(r)
     return replace(space, ranges=tuple(fitted))
 

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from tune_ptycho.storage.experiment import result_rows
+from tune_ptycho.storage.tune_files import result_rows
 
 WORKER = {"num_cpus": 4, "num_gpus": 2, "object_store_memory": 80 * 1024**2}
 # --max-concurrent 8, not 0: with a searcher, Tune keeps as many trials pending as the concurrency

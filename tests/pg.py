@@ -118,10 +118,10 @@ class PostgresServer:
             try:
                 self._connect().close()
                 return
-            except psycopg2.OperationalError:
+            except psycopg2.OperationalError as e:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("PostgreSQL did not start:\n" +
-                                       (self.root / "server.log").read_text())
+                                       (self.root / "server.log").read_text()) from e
                 time.sleep(0.2)
 
     def create_database(self, name: str) -> str:

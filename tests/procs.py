@@ -1,4 +1,7 @@
-"""Starting and ending the Ray processes a test owns: by session id, never `ray stop`."""
+"""Starting and ending the Ray processes a test owns: by session id, never `ray stop`.
+
+Standard library only: the benchmarks end their children the same way (``bench/startup.py``
+imports this module as ``tests.procs``; bench/_common.py puts the repository on the path)."""
 
 from __future__ import annotations
 
@@ -29,17 +32,22 @@ def session_pids(sid: int) -> list[int]:
     return pids
 
 
-def kill_session(sid: int, sig: int = signal.SIGKILL) -> None:
+def kill_session(sid: int, sig: int = signal.SIGKILL) -> int:
+    """Send ``sig`` to every process of session ``sid`` until none is left (4 s at most);
+    returns how many signals were delivered."""
+    sent = 0
     for _ in range(20):
         pids = session_pids(sid)
         if not pids:
-            return
+            break
         for pid in pids:
             try:
                 os.kill(pid, sig)
+                sent += 1
             except ProcessLookupError:
                 pass
         time.sleep(0.2)
+    return sent
 
 
 def cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ptycho_model import names
-from tune_ptycho.storage.experiment import result_rows
+from tune_ptycho.storage.tune_files import result_rows
 
 
 def trial_rows(exp: Path) -> dict[str, list[dict]]:

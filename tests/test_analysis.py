@@ -9,21 +9,28 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
-from ptycho_model import names
 from PIL import Image
 
+from ptycho_model import names
 from ptycho_model.config import RunConfig
 from ptycho_model.evaluate import to_input
 from ptycho_model.generators import build_generator
-from tune_ptycho.analysis import FIGURES, analyze, best_trial, export_best, load_experiment
+from tune_ptycho.analysis import analyze, best_trial, export_best, load_experiment
 from tune_ptycho.analysis.best import best_epoch, best_weights
 from tune_ptycho.cli import main
 from tune_ptycho.storage.dataset_cache import get_datasets
-from tune_ptycho.storage.experiment import result_rows
+from tune_ptycho.storage.layout import (
+    LAYERS_PNG,
+    REPORT_FIGURES,
+    REPORT_MD,
+    RESULTS_PARQUET,
+    TRIALS_CSV,
+)
+from tune_ptycho.storage.tune_files import result_rows
+
 from rows import trial_rows
 
-REPORT_FILES = ("trials.csv", "results.parquet", "report.md", *FIGURES)
+REPORT_FILES = (TRIALS_CSV, RESULTS_PARQUET, REPORT_MD, *REPORT_FIGURES)
 
 
 def _copy(experiment: Path, tmp_path: Path) -> Path:
@@ -102,8 +109,9 @@ def test_report_names_best_trial_and_counts(analysed):
     assert f"finished {n.get('finished', 0)}," in line
     assert f"stopped early by ASHA {n.get('stopped_early', 0)}," in line
     assert f"errored {n.get('error', 0)}" in line
-    for fig in FIGURES:
-        assert f"({fig})" in text
+    collapsed = any(o.startswith("collapsed") or o == "diverged" for o in df["outcome"])
+    for fig in REPORT_FIGURES:  # each figure shown once (layers.png: when a trial collapsed)
+        assert text.count(f"]({fig})") == (0 if fig == LAYERS_PNG and not collapsed else 1), fig
     for section in ("## Best trials", "## What collapses", "## Parameter importance",
                     "## Trials per node"):
         assert section in text

@@ -8,10 +8,11 @@ import math
 import pytest
 
 from ptycho_model import names
-from rows import trial_rows
-from tune_ptycho.analysis.cliff import find_cliff
+from tune_ptycho.analysis.cliff import Plan, find_cliff, read_plan
 from tune_ptycho.cli import main
-from tune_ptycho.cliff import Plan, next_round, read_plan, wilson_halfwidth
+from tune_ptycho.run.cliff import next_round, wilson_halfwidth
+
+from rows import trial_rows
 
 VALUES = [1e-4, 2e-2, 0.3]
 HALFWIDTH = 0.34  # 0 or 2 of 2 collapsed: 0.33, done; 1 of 2: 0.41, two seeds more

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tune_ptycho.cluster import cluster_file
 from tune_ptycho.cli import main
+from tune_ptycho.cluster import cluster_file
 from tune_ptycho.cluster.cluster_file import ClusterConfigError, validate_cluster_file
 
 ROOT = Path(__file__).resolve().parents[1]

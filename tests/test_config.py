@@ -3,7 +3,12 @@
 import pytest
 
 from ptycho_model.config import (
-    ConfigError, RunConfig, flatten, known_paths, parse_scalar, unflatten,
+    ConfigError,
+    RunConfig,
+    flatten,
+    known_paths,
+    parse_scalar,
+    unflatten,
 )
 from ptycho_model.presets import PRESETS, get_preset, preset_config
 

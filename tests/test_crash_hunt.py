@@ -9,7 +9,8 @@ import shutil
 import pytest
 
 from ptycho_model import names
-from tune_ptycho.analysis.crash_hunt import load_crash_hunt, wilson
+from tune_ptycho.analysis.collapses import wilson
+from tune_ptycho.analysis.crash_hunt import load_crash_hunt
 from tune_ptycho.cli import main
 
 from procs import cli, kill_session, wait_for
@@ -27,7 +28,7 @@ def test_a_hunt_of_one_seed_is_a_valid_plan(tiny_experiment):
     """One seed per configuration: the seed is offered as a choice (a range low == high was
     refused: 'search.params.train/seed: low=1 must be < high=1')."""
     from tune_ptycho.analysis.load import load_experiment
-    from tune_ptycho.crash_hunt import hunt_seeds, hunt_spec, pick_trials
+    from tune_ptycho.run.crash_hunt import hunt_seeds, hunt_spec, pick_trials
     from tune_ptycho.storage.experiment import ExperimentInfo
 
     parent = ExperimentInfo.load(str(tiny_experiment))

@@ -23,8 +23,6 @@ from ptycho_model.data import (
     simulate,
     stitch_patches,
     stitched_size,
-)
-from ptycho_model.data import (
     test_image0_patches as image0_patches,
 )
 from ptycho_model.npz_io import load_datasets, load_split, save_datasets, save_split

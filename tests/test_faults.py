@@ -16,10 +16,10 @@ import pytest
 from ptycho_model.presets import preset_config
 from tune_ptycho.cli import main
 from tune_ptycho.storage.dataset_cache import MANIFEST, get_datasets
+from tune_ptycho.storage.tune_files import result_rows
 
 from procs import cli, kill_session, wait_for
 from rows import assert_retries_continue
-from tune_ptycho.storage.experiment import result_rows
 
 RUN = ["run", "--preset", "tiny", "--space", "stage_a", "--max-epochs", "4", "--no-dashboard",
        "--no-progress"]

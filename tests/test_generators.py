@@ -9,8 +9,13 @@ from torch import nn
 
 from ptycho_model.blocks import STABLE_VARIANTS, LayerScale, PtychoBlock, StablePtychoBlock
 from ptycho_model.config import ModelConfig
-from ptycho_model.generators import (GENERATORS, HybridUNOGenerator, StableHybridUNOGenerator,
-                                     build_generator, to_complex)
+from ptycho_model.generators import (
+    GENERATORS,
+    HybridUNOGenerator,
+    StableHybridUNOGenerator,
+    build_generator,
+    to_complex,
+)
 
 TINY = dict(width=8, blocks=3, modes=4)
 N_TINY = 32

@@ -114,7 +114,8 @@ def test_quick_run_without_yaml_ray_optuna_matplotlib(tmp_path):
 
 
 def test_script_arms_are_the_seed_arms():
-    """The script writes its arms out (search_spaces needs Optuna); they must be the originals."""
+    """The script's arms are the search spaces' seed arms of those names (it reads them from
+    ptycho_model.upstream_arms, which needs no Optuna)."""
     from search_spaces.arms import SEED_ARMS
 
     mod = _load_script_module("gpu_stage_a", SCRIPT)

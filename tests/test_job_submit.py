@@ -18,9 +18,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tune_ptycho.storage.tune_files import result_rows
+
 from conftest import short_tmp
 from procs import free_ports, kill_session, session_pids
-from tune_ptycho.storage.experiment import result_rows
 
 BIN = Path(sys.executable).parent  # the environment's `ray` and `tune-ptycho`
 

@@ -141,6 +141,7 @@ def test_wait_for_nodes_lets_an_autoscaling_cluster_add_a_gpu_node(tmp_path):
     """GPU workers at min 0: without --wait-for-nodes the request exits 2 at once; with it the
     autoscaler is asked for a node, adds one, and the study runs there."""
     import ray
+
     from procs import cli
 
     temp_dir = short_tmp("tpa")

@@ -12,8 +12,8 @@ import optuna
 import pytest
 
 from tune_ptycho.cli import main
-from tune_ptycho.run.driver_errors import DRIVER_ERROR_FILE
 from tune_ptycho.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TRIAL_ERRORS
+from tune_ptycho.run.driver_errors import DRIVER_ERROR_FILE
 
 from conftest import TINY_ARGS
 from pg import PostgresServer

@@ -13,8 +13,9 @@ import json
 import pytest
 
 from ptycho_model import names
-from rows import trial_rows
 from tune_ptycho.cli import main
+
+from rows import trial_rows
 
 PEAK = 2e-2
 # Past the warmup peak the cliff trial has gone flat on one machine and blown up (flagged by the

@@ -67,3 +67,43 @@ def test_paths_command_prints_each_registry(capsys):
     for path in CHOICE_PATHS:
         (line,) = [x for x in out if x.split()[0] == path]
         assert line.endswith("(" + " | ".join(choices(path)) + ")"), line
+
+
+# --------------------------------------------------------------------------------------------
+# Trackers (storage/log_to): tune_ptycho.run.trackers.TRACKERS
+# --------------------------------------------------------------------------------------------
+
+def _trackers() -> list[str]:
+    from tune_ptycho.run.trackers import TRACKERS
+
+    return list(TRACKERS)
+
+
+@pytest.mark.parametrize("name", _trackers())
+def test_every_tracker_attaches_one_allowed_callback_and_one_hint(name, tmp_path, monkeypatch):
+    """Each registered tracker: the spec accepts it, its package is there (the test extra
+    installs the trackers), it adds exactly one Tune callback of its own, which ``resume`` may
+    unpickle from tuner.pkl, and it gets one line saying where to look. Nothing is started: the
+    MLflow URI is a server never contacted, W&B is offline."""
+    from tune_ptycho.run.trackers import (
+        NO_AUTO_LOGGERS,
+        check_trackers,
+        logger_callbacks,
+        tracker_hints,
+    )
+    from tune_ptycho.spec import build_spec, spec_choices
+    from tune_ptycho.storage.pickle_scan import ALLOWED
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv(NO_AUTO_LOGGERS, "1")  # logger_callbacks sets it; restored afterwards
+    assert name in spec_choices()["storage/log_to"]
+    assert build_spec(sets={"storage/log_to": [name]}).storage.log_to == [name]
+    check_trackers([name])
+    experiment = str(tmp_path / "experiment")
+    server = "http://127.0.0.1:9"  # never contacted: Tune's callbacks connect in setup()
+    base = logger_callbacks([], experiment, "exp", server)
+    added = logger_callbacks([name], experiment, "exp", server)[len(base):]
+    assert len(added) == 1, added
+    cls = type(added[0])
+    assert (cls.__module__, cls.__qualname__) in ALLOWED, cls
+    assert len(tracker_hints([name], experiment, server)) == 1

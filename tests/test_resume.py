@@ -71,7 +71,8 @@ def drive_and_kill(exp: Path, run_args: list[str], env: dict[str, str], kills: i
         before = sum(len(r) for r in trial_rows(exp).values())
         p = cli(["resume", str(exp), "--no-dashboard"], env)
         try:
-            wait_for(lambda: sum(len(r) for r in trial_rows(exp).values()) > before + 1,
+            wait_for(lambda before=before: sum(len(r) for r in trial_rows(exp).values())
+                     > before + 1,
                      180, p, "the resumed run to report")
         finally:
             kill_session(p.pid)

@@ -58,7 +58,6 @@ def test_an_s3_experiment_survives_a_killed_driver_and_is_analysed_from_the_buck
              "--set", "search/seed_arms=3",  # three known arms, each runs to the end
              "--set", "faults/allowed=true", "--set", "faults/sleep_s=0.7"], env)
 
-
     def snapshot_knows_a_checkpoint() -> bool:  # Tune's state in the bucket, not just the files
         states = sorted(f for f in _files(fs, KEY) if f.startswith("experiment_state-"))
         if not states:

@@ -8,8 +8,8 @@ import pytest
 
 from tune_ptycho.cli import main
 from tune_ptycho.exits import EXIT_BAD_INPUT
-from tune_ptycho.spec import build_spec
 from tune_ptycho.secrets import redact, secret_in
+from tune_ptycho.spec import build_spec
 
 RUN = ["run", "--no-dashboard", "--no-progress", "--preset", "tiny", "--space", "stage_a"]
 JOURNAL = ["--study-storage", "journal:///tmp/tp-never-written/study.log"]
@@ -77,7 +77,7 @@ def test_a_url_with_a_secret_exits_2_before_ray_without_echoing_it(
     ["--storage", "s3://bucket/runs?region=us-east-1&endpoint_override=localhost:9000", *JOURNAL],
 ])
 def test_urls_without_a_secret_pass(flags):
-    pairs = dict(zip(flags[::2], flags[1::2]))
+    pairs = dict(zip(flags[::2], flags[1::2], strict=True))
     path = {"--study-storage": "storage/study_storage", "--mlflow-uri": "storage/mlflow_uri",
             "--storage": "storage/path"}
     spec = build_spec(flags={path[k]: v for k, v in pairs.items()})

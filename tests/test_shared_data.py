@@ -29,8 +29,8 @@ from tune_ptycho.cli import main
 
 from conftest import S3_BUCKET, s3_env
 
-
 # -- bad inputs: exit 2, one line, no Ray (first in the file: before any test starts Ray) --------
+
 
 def _one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip()

@@ -5,7 +5,6 @@ study."""
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import optuna
@@ -15,6 +14,7 @@ from ptycho_model import names
 from tune_ptycho.cli import main
 from tune_ptycho.storage.experiment import ExperimentInfo
 from tune_ptycho.storage.study import load_study
+
 from rows import trial_rows
 
 BASE = ["--preset", "tiny", "--space", "seeds", "--no-asha", "--no-dashboard", "--no-progress",
@@ -36,7 +36,7 @@ def test_high_lr_goes_flat_and_the_flat_rule_stops_it(ray_session, tmp_path):
     assert code == 0
     rows = trial_rows(tmp_path / "flat")
     flat_trials = 0
-    for trial_id, r in rows.items():
+    for r in rows.values():
         flat = [row[names.OUTPUT_STD] < 1e-3 for row in r]
         streak_end = next((i for i in range(1, len(flat)) if flat[i] and flat[i - 1]), None)
         if streak_end is None:

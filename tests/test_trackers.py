@@ -62,7 +62,6 @@ def wandb_history(run_file: Path) -> list[dict]:
     return rows
 
 
-
 FAKE_SECRETS = ("WANDB_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "PGPASSWORD",
                 "MLFLOW_TRACKING_PASSWORD")
 

@@ -100,12 +100,16 @@ def test_scripted_collapse_raises_the_ratio_flag(tiny):
     assert names.BEST_CKPT_PREFIX + names.AMP_SSIM in hist[3]  # scored when the flag rises
 
 
-def test_stop_on_collapse_ends_the_run(tiny):
+def test_collapse_stop_ends_the_run_and_false_trains_on(tiny):
     cfg, data = tiny
     cfg = cfg.with_updates({"faults/allowed": True, "faults/collapse_at_epoch": 2,
-                            "train/max_epochs": 8, "collapse/grace": 0,
-                            "train/stop_on_collapse": True})
-    assert len(fit(cfg, data).history) == 3
+                            "train/max_epochs": 5, "collapse/grace": 0})
+    assert cfg.collapse.stop  # the default: a flag ends the run
+    stopped = fit(cfg, data).history
+    assert len(stopped) == 3 and stopped[-1][names.COLLAPSED] == 1
+    onward = fit(cfg.with_updates({"collapse/stop": False}), data).history
+    assert len(onward) == 5 and all(m[names.COLLAPSED] for m in onward[2:])
+    assert [m[names.VAL_LOSS] for m in onward[:3]] == [m[names.VAL_LOSS] for m in stopped]
 
 
 @pytest.mark.parametrize("opt", choices("optim/name"))

@@ -14,8 +14,9 @@ from ptycho_model import names
 from tune_ptycho.analysis import load_experiment
 from tune_ptycho.analysis.markdown import param_importance
 from tune_ptycho.cli import main
-from tune_ptycho.storage.experiment import ExperimentInfo, newest_per_epoch, result_rows
+from tune_ptycho.storage.experiment import ExperimentInfo
 from tune_ptycho.storage.study import BadStudyRecord, load_study, url_from_record
+from tune_ptycho.storage.tune_files import newest_per_epoch, result_rows
 
 
 def _moved(src: Path, tmp_path: Path) -> tuple[Path, Path]:
@@ -96,7 +97,7 @@ def test_rays_readers_need_no_metric(tiny_experiment, ray_session):
                             default_mode=names.MODE)
     assert ea.best_config == best.config
     with pytest.raises(ValueError, match="metric"):  # what the README's note is for
-        ExperimentAnalysis(str(tiny_experiment)).best_config
+        _ = ExperimentAnalysis(str(tiny_experiment)).best_config
 
 
 @pytest.mark.slow

@@ -16,7 +16,10 @@ import pytest
 from tune_ptycho.cli import main
 from tune_ptycho.exits import EXIT_BAD_INPUT
 from tune_ptycho.storage.pickle_scan import (
-    UntrustedPickle, check_trusted, experiment_pickles, scan_pickle,
+    UntrustedPickle,
+    check_trusted,
+    experiment_pickles,
+    scan_pickle,
 )
 
 NEWEST = "9999-12-31_23-59-59"  # sorts after every stamp Tune writes: the file Tune would restore
@@ -223,8 +226,8 @@ def test_the_service_own_pickles_pass_the_scan(service_experiments, kind):
     expected = ["tuner.pkl", "searcher-state-", "search_gen_state-", "experiment_state-",
                 "/storage", "/checkpoint_manager", "/placement_group_factory",
                 "/runner_data/_stopper"] + (["/error.pkl"] if "errors" in kind else [])
-    for expected in expected:
-        assert expected in names, (expected, sorted(found))
+    for want in expected:
+        assert want in names, (want, sorted(found))
     bad = {name: scan_pickle(data) for name, data in found.items() if scan_pickle(data)}
     assert not bad
     check_trusted(str(exp))

@@ -12,9 +12,9 @@ from ptycho_model import names
 from tune_ptycho.cli import main
 from tune_ptycho.storage.experiment import ExperimentInfo
 from tune_ptycho.storage.study import load_study
-from rows import trial_rows
 
 from conftest import TINY_ARGS
+from rows import trial_rows
 
 
 @pytest.mark.slow
@@ -55,11 +55,11 @@ def test_the_cpu_presets_grace_keeps_its_share_of_a_shorter_run(epochs, grace):
     that share (at least the default formula), a user's grace is taken as given."""
     from tune_ptycho.spec import build_spec
 
-    assert build_spec(flags={"preset": "cpu", "train/max_epochs": epochs}).grace == grace
+    assert build_spec(flags={"preset": "cpu", "train/max_epochs": epochs}).grace_period == grace
     given = build_spec(flags={"preset": "cpu", "train/max_epochs": 8,
                               "scheduler/grace_period": 3})
-    assert given.grace == 3
-    assert build_spec(flags={"preset": "tiny", "train/max_epochs": 8}).grace == 2
+    assert given.grace_period == 3
+    assert build_spec(flags={"preset": "tiny", "train/max_epochs": 8}).grace_period == 2
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,6 @@ from ptycho_model.data import Datasets
 from ptycho_model.train import Trainer, save_history
 
 
-
 def trial_device(gpu_ids: list) -> torch.device:
     """CUDA when Ray assigned this trial a GPU and torch can see one.
 
@@ -50,12 +49,6 @@ def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> RunConfig:
     return RunConfig.from_dict(base).with_updates(flatten(sampled))
 
 
-def ends_here(metrics: dict[str, Any], cfg: RunConfig) -> bool:
-    """Whether the trial ends after this epoch on its own (ASHA's stops come unannounced)."""
-    return (metrics[names.EPOCH] >= cfg.train.max_epochs or bool(metrics.get(names.DIVERGED))
-            or (cfg.collapse.stop and bool(metrics.get(names.COLLAPSED))))
-
-
 def train_ptycho(config: dict[str, Any], *, base: dict[str, Any], data: Datasets,
                  threads: int = 1, checkpoint_every: int = 1) -> None:
     torch.set_num_threads(max(1, int(threads)))
@@ -73,7 +66,9 @@ def train_ptycho(config: dict[str, Any], *, base: dict[str, Any], data: Datasets
         # the per-block table stays in the checkpoint's history.json; rows get its summary
         row = {**{k: v for k, v in metrics.items() if k != names.LAYERS}, **where,
                "report_ts": time.time()}
-        if metrics[names.EPOCH] % checkpoint_every and not ends_here(metrics, cfg):
+        # trainer.finished: the trial ends after this epoch on its own (its last epoch, or a
+        # flag: collapse.should_stop, as the run's stopper decides); ASHA's stops come unannounced
+        if metrics[names.EPOCH] % checkpoint_every and not trainer.finished:
             tune.report(row)
             continue
         with tempfile.TemporaryDirectory() as d:

@@ -2,7 +2,8 @@
 
 Every error of input a user can fix is a :class:`ptycho_model.errors.InputError`: it is printed
 on one line and the command exits 2. Choices offered by the flags come from the registries that
-build them (``GENERATORS``, ``PRESETS``, ``SPACES``), never from a list kept here.
+build them (``GENERATORS``, ``PRESETS``, ``SPACES``, ``TRIAL_SCHEDULERS``), never from a list
+kept here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ptycho_model.errors import InputError
 from ptycho_model.presets import PRESETS, preset_config
 
 from .exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from .run.schedulers import NONE as NO_SCHEDULER, TRIAL_SCHEDULERS, help_text as scheduler_help
 
 
 class UsageError(InputError):
@@ -47,8 +49,9 @@ def out_dir(path: str | Path, flag: str) -> Path:
     return p
 
 
-def _run_config(args: argparse.Namespace) -> RunConfig:
-    updates = parse_sets(args.set)
+def _run_config(args: argparse.Namespace, defaults: dict[str, object] | None = None) -> RunConfig:
+    """The preset's config < ``defaults`` (the command's own) < ``--set`` < the flags."""
+    updates = {**(defaults or {}), **parse_sets(args.set)}
     if getattr(args, "arch", None):
         updates["model/arch"] = args.arch
     if getattr(args, "probe_npz", None):
@@ -62,13 +65,21 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     return preset_config(args.preset, updates)
 
 
+def train_config(args: argparse.Namespace) -> RunConfig:
+    """``train``'s config. A collapse flag ends the run only when asked (``--stop-on-collapse``,
+    or ``--set collapse/stop=true``): ``collapse/stop``, true for a Tune trial, is false here
+    unless given, so ``train`` reports the flags and trains on (a divergence always ends it)."""
+    cfg = _run_config(args, defaults={"collapse/stop": False})
+    if args.stop_on_collapse:
+        cfg = cfg.with_updates({"collapse/stop": True})
+    return cfg
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .standalone import run_train
     from .storage.experiment import utc_stamp
 
-    cfg = _run_config(args)
-    if args.stop_on_collapse:
-        cfg = cfg.with_updates({"train/stop_on_collapse": True})
+    cfg = train_config(args)
     out = out_dir(args.out or f"tune-ptycho-runs/train-{args.preset}-{utc_stamp()}", "--out")
     # a diverged or collapsed run is a result, not an error
     run_train(cfg, out, threads=args.threads)
@@ -105,12 +116,12 @@ def spec_from_args(args: argparse.Namespace):
     spec_file = read_spec_file(args.spec) if args.spec else None
     flags = {path: getattr(args, dest) for dest, path in RUN_FLAGS.items()}
     if args.no_asha:
-        if args.scheduler not in (None, "none"):
+        if args.scheduler not in (None, NO_SCHEDULER):
             from ptycho_model.errors import ConfigError
 
             raise ConfigError(f"--no-asha is --scheduler none; it contradicts --scheduler "
                               f"{args.scheduler}")
-        flags["scheduler/name"] = "none"
+        flags["scheduler/name"] = NO_SCHEDULER
     if args.no_collapse_stop:
         flags["collapse/stop"] = False
     return build_spec(spec_file, flags, parse_sets(args.set))
@@ -125,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .crash_hunt import is_crash_hunt, report_parent
+    from .run.crash_hunt import is_crash_hunt, report_parent
     from .run.launch import resume
     from .storage.fs import is_remote
 
@@ -138,14 +149,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_crash_hunt(args: argparse.Namespace) -> int:
-    from .crash_hunt import crash_hunt
+    from .run.crash_hunt import crash_hunt
 
     return crash_hunt(args.path, args.top, args.seeds, address=args.address,
                       dashboard=not args.no_dashboard, progress=not args.no_progress)
 
 
 def cmd_cliff(args: argparse.Namespace) -> int:
-    from .cliff import DEFAULT_AXIS, DEFAULT_ARMS, CliffRefused, Plan, fill_arms, log_values
+    from .run.cliff import DEFAULT_ARMS, DEFAULT_AXIS, CliffRefused, Plan, fill_arms, log_values
     from .storage.fs import is_remote
 
     if args.storage and is_remote(args.storage):
@@ -180,7 +191,7 @@ def cmd_cliff(args: argparse.Namespace) -> int:
                 halfwidth=args.halfwidth, max_seeds=max(args.max_seeds, args.seeds),
                 base_seed=base_seed, sets=sets, rounds=[])
     root = Path(args.storage or "tune-ptycho-runs").expanduser().resolve() / args.name
-    from .cliff import cliff
+    from .run.cliff import cliff
 
     return cliff(root, plan, address=args.address, dashboard=not args.no_dashboard,
                  progress=not args.no_progress)
@@ -223,7 +234,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 PATH_GROUPS = {
     "model": "the model config: tune-ptycho run, train and simulate (--set PATH=VALUE)",
     "study": "the study: tune-ptycho run only (--set PATH=VALUE, or a --spec file's sections)",
-    "legacy": "legacy: an older spec's asha section, still read",
+    "legacy": "legacy: older names (an older spec's asha section, train/stop_on_collapse), "
+              "still read",
 }
 
 
@@ -240,9 +252,37 @@ def set_text(value: object) -> str:
     return json.dumps(value)
 
 
+def paths_markdown(preset: str | None = None) -> str:
+    """``tune-ptycho paths --markdown``: the same listing as Markdown, a table per group.
+    docs/design.md holds it between ``<!-- paths:begin -->`` and ``<!-- paths:end -->``
+    (``python docs/gen_paths.py`` rewrites it there; tests/test_docs_paths.py compares)."""
+    from .spec import spec_paths
+
+    def cell(text: str) -> str:  # a table cell's text: | and <key> escaped
+        return text.replace("|", "\\|").replace("<", "\\<")
+
+    entries = spec_paths(preset)
+    out = []
+    for group, title in PATH_GROUPS.items():
+        out += ["", f"*{cell(title[0].upper() + title[1:])}*", ""]
+        if group == "legacy":  # a rule, not a value
+            out += ["| path | read as |", "| --- | --- |"]
+            out += [f"| `{e.path}` | {cell(e.note)} |" for e in entries if e.group == group]
+            continue
+        out += ["| path | default | names | note |", "| --- | --- | --- | --- |"]
+        for e in (e for e in entries if e.group == group):
+            many = "any of " if isinstance(e.default, list) else ""
+            names = (many + ", ".join(f"`{c}`" for c in e.choices)) if e.choices else ""
+            out.append(f"| `{e.path}` | `{set_text(e.default)}` | {names} | {cell(e.note)} |")
+    return "\n".join(out[1:]) + "\n"
+
+
 def cmd_paths(args: argparse.Namespace) -> int:
     from .spec import spec_paths
 
+    if args.markdown:
+        print(paths_markdown(args.preset), end="")
+        return EXIT_OK
     entries = spec_paths(args.preset)
     print("# every path `tune-ptycho run --set PATH=VALUE` accepts, with its default "
           + (f"at preset {args.preset}" if args.preset else
@@ -278,6 +318,7 @@ def cmd_validate_cluster(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis import build_report
     from .storage.fs import is_remote
+    from .storage.layout import CLIFF_CSV, CLIFF_META, CLIFF_PNG, REPORT_MD
 
     if args.out:
         out_dir(args.out, "--out")
@@ -285,18 +326,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from .analysis import analyze
 
         out = analyze(args.path, args.out, args.study_storage)
-        print(f"report: {out / 'report.md'}")
+        print(f"report: {out / REPORT_MD}")
         return EXIT_OK
-    from .cliff import CLIFF_META
-
     if (Path(args.path) / CLIFF_META).is_file():  # a cliff map: its rounds, one report
         from .analysis.cliff import write_report
 
         out = write_report(args.path, args.out)
-        print(f"report: {out / 'report.md'}, {out / 'cliff.csv'}, {out / 'cliff.png'}")
+        print(f"report: {out / REPORT_MD}, {out / CLIFF_CSV}, {out / CLIFF_PNG}")
         return EXIT_OK
     rep = build_report(args.path, args.out, study_storage=args.study_storage)
-    print(f"report: {rep.dir / 'report.md'}")
+    print(f"report: {rep.dir / REPORT_MD}")
     print(rep.summary)
     for note in rep.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -389,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="DIR", help="output directory (default: a new timestamped one)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--stop-on-collapse", action="store_true",
-                   help="stop when the collapse rule fires (default: report and go on)")
+                   help="stop when the collapse rule fires, as collapse/stop=true (default: "
+                        "report and go on)")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("simulate", help="simulate a grid_lines dataset to NPZ files")
@@ -430,10 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "experiment)")
     r.add_argument("--wait-for-nodes", type=float, metavar="SECONDS",
                    help="let an autoscaling cluster add a node that fits a trial")
-    r.add_argument("--scheduler", choices=("asha", "hyperband", "none"),
-                   help="early stopping beside the collapse rule: asha (the default; "
-                        "asynchronous, its stops depend on arrival order), hyperband "
-                        "(synchronous: the same trials meet the same stops), none")
+    r.add_argument("--scheduler", choices=tuple(TRIAL_SCHEDULERS), help=scheduler_help())
     r.add_argument("--grace-period", type=int,
                    help="ASHA and HyperBand: epochs before the first rung")
     r.add_argument("--reduction-factor", type=int,
@@ -532,6 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "its default and allowed names")
     pa.add_argument("--preset", choices=sorted(PRESETS),
                     help="show this preset's defaults (default: the built-in ones)")
+    pa.add_argument("--markdown", action="store_true",
+                    help="print Markdown tables (docs/design.md's list of config paths)")
     pa.set_defaults(func=cmd_paths)
     vc = sub.add_parser("validate-cluster",
                         help="check a `ray up` cluster file offline (Ray's validator + ours)")

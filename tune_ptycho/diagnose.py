@@ -22,7 +22,15 @@ from ptycho_model.diagnostics import first_flat
 from ptycho_model.errors import InputError
 from ptycho_model.train import json_safe
 
-from .storage.experiment import SPEC_FILE
+from .storage.layout import (
+    CHECKPOINT_PREFIX,
+    DIAGNOSE_DIR,
+    DIAGNOSE_JSON,
+    DIAGNOSE_PNG,
+    SPEC_FILE,
+    TRAIN_CONFIG,
+    TRAIN_MODEL,
+)
 
 
 class NotAModel(InputError):
@@ -72,15 +80,17 @@ def _from_state(path: Path) -> Subject:
 def _from_weights(path: Path) -> Subject:
     import torch
 
+    from ptycho_model.exported import config_path
+
     sd = _torch_load(path)
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor)
                                                      for v in sd.values()):
         raise NotAModel(f"{str(path)!r} is not a state dict of weights")
-    for cfg_file in (Path(str(path) + ".json"), path.parent / "config.json"):
+    for cfg_file in (config_path(path), path.parent / TRAIN_CONFIG):
         if cfg_file.is_file():
             break
     else:
-        raise NotAModel(f"{str(path)!r}: no config beside it ({path.name}.json or config.json) "
+        raise NotAModel(f"{str(path)!r}: no config beside it ({path.name}.json or {TRAIN_CONFIG}) "
                         "to build its model from")
     try:
         cfg = RunConfig.from_dict(json.loads(cfg_file.read_text()))
@@ -89,7 +99,7 @@ def _from_weights(path: Path) -> Subject:
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - a config or history that is not JSON we wrote
-        raise NotAModel(f"{str(cfg_file)!r} or its history.json cannot be read "
+        raise NotAModel(f"{str(cfg_file)!r} or its {names.HISTORY_FILE} cannot be read "
                         f"({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(history, list):
         history = []
@@ -103,13 +113,13 @@ def subject(path: Path) -> Subject:
         return _from_state(path) if path.name == names.STATE_FILE else _from_weights(path)
     if (path / names.STATE_FILE).is_file():
         return _from_state(path / names.STATE_FILE)
-    found = sorted(path.glob(f"checkpoint_*/{names.STATE_FILE}"))  # zero-padded: newest last
+    found = sorted(path.glob(f"{CHECKPOINT_PREFIX}*/{names.STATE_FILE}"))  # newest last
     if found:
         return _from_state(found[-1])
-    if (path / "model.pt").is_file():
-        return _from_weights(path / "model.pt")
-    raise NotAModel(f"{str(path)!r} holds no checkpoint (no {names.STATE_FILE}, checkpoint_*/ "
-                    "or model.pt)")
+    if (path / TRAIN_MODEL).is_file():
+        return _from_weights(path / TRAIN_MODEL)
+    raise NotAModel(f"{str(path)!r} holds no checkpoint (no {names.STATE_FILE}, "
+                    f"{CHECKPOINT_PREFIX}*/ or {TRAIN_MODEL})")
 
 
 def layers_of(s: Subject, weights: dict[str, Any]) -> list[dict[str, Any]]:
@@ -154,8 +164,8 @@ def diagnose_subject(s: Subject, out: Path, title: str = "") -> dict[str, Any]:
         doc["epochs"] = [{names.EPOCH: h[names.EPOCH], names.VAL_LOSS: h.get(names.VAL_LOSS),
                           names.LAYERS: h[names.LAYERS]} for h in s.history]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "diagnose.json").write_text(json.dumps(json_safe(doc), indent=1) + "\n")
-    diagnose_figure(doc, s.history, out / "diagnose.png", title or str(s.source))
+    (out / DIAGNOSE_JSON).write_text(json.dumps(json_safe(doc), indent=1) + "\n")
+    diagnose_figure(doc, s.history, out / DIAGNOSE_PNG, title or str(s.source))
     return doc
 
 
@@ -204,7 +214,7 @@ def diagnose(path: str | Path, out: str | Path | None = None) -> list[tuple[Path
     if not p.exists():
         raise NotAModel(f"{str(path)!r}: no such file or directory")
     if p.is_dir() and (p / SPEC_FILE).is_file():
-        return _diagnose_experiment(p, Path(out) if out else p / "diagnose")
+        return _diagnose_experiment(p, Path(out) if out else p / DIAGNOSE_DIR)
     s = subject(p)
     target = Path(out) if out else (p if p.is_dir() else p.parent)
     return [(target, diagnose_subject(s, target))]
@@ -244,4 +254,4 @@ def summary_line(where: Path, doc: dict[str, Any]) -> str:
     if col:
         head = f"flagged at epoch {col['epoch']} ({col['signal']}); {head}"
     return (f"{where}: {head}; last layer ({last['name']}) relative spread "
-            f"{last['rel_std']:.3g}; wrote diagnose.json, diagnose.png")
+            f"{last['rel_std']:.3g}; wrote {DIAGNOSE_JSON}, {DIAGNOSE_PNG}")

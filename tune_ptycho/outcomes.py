@@ -8,6 +8,8 @@ from typing import Any
 
 from ptycho_model import names
 
+from .storage.tune_files import row_epoch
+
 # Outcomes, in the order the report counts them.
 FINISHED = "finished"  # reached train/max_epochs without collapse or divergence
 STOPPED_EARLY = "stopped_early"  # ASHA stopped it before max_epochs, no collapse
@@ -55,7 +57,7 @@ def classify(last: dict[str, Any] | None, max_epochs: int, status: str = "TERMIN
         return DIVERGED
     if num(last.get(names.COLLAPSED), 0.0) > 0:
         return COLLAPSED_BY_KIND.get(str(last.get(names.COLLAPSE_KIND)), COLLAPSED_RATIO)
-    epoch = num(last.get(names.EPOCH, last.get("training_iteration")), 0.0)
+    epoch = num(row_epoch(last), 0.0)
     if epoch >= max_epochs:
         return FINISHED
     if status in LIVE:

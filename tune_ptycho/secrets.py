@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, unquote_plus
 from ptycho_model.errors import ConfigError
 
 from .storage.fs import is_remote
+from .storage.layout import SPEC_FILE, STUDY_META
 
 __all__ = ["AWS_KEYS", "SecretInURL", "aws_keys_kept_from_trials", "check_no_secret", "redact",
            "secret_in"]
@@ -120,7 +121,7 @@ def check_no_secret(field: str, url: str) -> None:
     found = secret_in(url)
     if not found:
         return
-    files = "spec.json and study.json" if field == "storage/study_storage" else "spec.json"
+    files = f"{SPEC_FILE} and {STUDY_META}" if field == "storage/study_storage" else SPEC_FILE
     keys = list(dict.fromkeys(k for k in found if k != "userinfo password"))
     parts = (["a password"] if "userinfo password" in found else []) + \
         ([f"a secret in its query string ({', '.join(keys)})"] if keys else [])

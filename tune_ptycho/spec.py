@@ -16,10 +16,17 @@ from typing import Any
 import yaml
 
 from ptycho_model.config import (
-    ConfigError, RunConfig, build_dataclass, closest, set_path, unflatten,
+    LEGACY_STOP,
+    ConfigError,
+    RunConfig,
+    build_dataclass,
+    closest,
+    set_path,
+    unflatten,
 )
 from ptycho_model.presets import get_preset
 
+from .run.schedulers import ASHA, DEFAULT, NONE, TRIAL_SCHEDULERS, trial_scheduler
 from .storage.fs import is_remote
 
 RUN_SECTIONS = tuple(f.name for f in fields(RunConfig))
@@ -49,21 +56,16 @@ class SearchSpec:
     points: list[dict[str, Any]] = field(default_factory=list)
 
 
-SCHEDULERS = ("asha", "hyperband", "none")
-
-
 @dataclass(frozen=True)
 class SchedulerSpec:
-    """Early stopping beside the collapse rule (docs/design.md, "Schedulers").
+    """The trial scheduler: early stopping beside the collapse rule (docs/design.md,
+    "Schedulers"). ``name`` is one of :data:`tune_ptycho.run.schedulers.TRIAL_SCHEDULERS`, whose
+    entries say how each decides. (``scheduler/`` is the study's trial scheduler; ``sched/`` is
+    a run's LR schedule.)"""
 
-    ``asha``: asynchronous successive halving; a trial is judged when it reaches a rung, against
-    the trials that reached it before, so which trials stop depends on arrival order.
-    ``hyperband``: Ray's synchronous HyperBand; a bracket pauses its members at each rung until
-    all of them reached it, so the same trials in the same order meet the same stops.
-    ``none``: every trial runs until its epochs or the collapse rule end it."""
-
-    name: str = "asha"
-    grace_period: int | None = None  # ASHA, HyperBand: epochs before the first rung; None: default
+    name: str = DEFAULT
+    # ASHA, HyperBand: epochs before the first rung; None: the preset's, or default_grace_period
+    grace_period: int | None = None
     reduction_factor: int = 3  # ASHA and HyperBand: the best 1/rf go on at each rung
     brackets: int = 1  # ASHA (HyperBand sizes its brackets from max_epochs and rf)
 
@@ -150,10 +152,13 @@ class ExperimentSpec:
         return project_arms(self.space, self.run, get_preset(self.preset).arms)
 
     @property
-    def grace(self) -> int:
-        """The first rung of ASHA or HyperBand: the user's, the preset's, or the default."""
+    def grace_period(self) -> int:
+        """The trial scheduler's grace period, the first rung of ASHA or HyperBand:
+        ``scheduler/grace_period`` as the user or the preset gave it (a preset's fitted to a
+        shorter run, :func:`_fit_preset_grace_period`), or :func:`default_grace_period`. Not the
+        collapse rule's grace (``collapse/grace``, ``RunConfig.collapse_grace``)."""
         g = self.scheduler.grace_period
-        return default_grace(self.run.train.max_epochs) if g is None else g
+        return default_grace_period(self.run.train.max_epochs) if g is None else g
 
     def to_dict(self) -> dict[str, Any]:
         """Flat sections, as a spec file holds them: ``{"preset", "data", ..., "search", ...}``."""
@@ -175,9 +180,14 @@ def default_seed_arms(num_samples: int) -> int:
     return num_samples // 2
 
 
-def default_grace(max_epochs: int) -> int:
-    """ASHA's first rung when neither the user nor the preset sets one: a quarter of the run,
-    at most 4 epochs."""
+def default_grace_period(max_epochs: int) -> int:
+    """The trial scheduler's first rung (``scheduler/grace_period``) when neither the user nor
+    the preset sets one: a quarter of the run, at most 4 epochs, at least 1.
+
+    A different knob from the collapse rule's grace (``collapse/grace``,
+    ``ptycho_model.config.default_collapse_grace``: epochs before the ratio kind may count, at
+    most 5, and 0 allowed), which decides when a collapse may be flagged, not when ASHA or
+    HyperBand may first stop a trial for ranking low."""
     return max(1, min(4, max_epochs // 4))
 
 
@@ -238,7 +248,7 @@ def build_spec(spec_file: dict[str, Any] | None = None, flags: dict[str, Any] | 
                 raise ConfigError(f"unknown config path {path!r}"
                                   f"{closest(top, list(merged))}; sections: {', '.join(merged)}")
             set_path(merged, path, value)
-    _fit_preset_grace(preset, merged)
+    _fit_preset_grace_period(preset, merged)
     spec = _assemble(preset, merged)
     if not (recorded and spec.search.resolved):
         spec = _with_resolved_space(spec)
@@ -257,13 +267,14 @@ def legacy_sections(spec_file: dict[str, Any]) -> dict[str, Any]:
         return spec_file
     if "scheduler" in spec_file:
         raise ConfigError("the spec has both an 'asha' section (its old name) and a 'scheduler' "
-                          "section; keep 'scheduler' (scheduler.name = asha|hyperband|none)")
+                          f"section; keep 'scheduler' (scheduler.name = "
+                          f"{'|'.join(TRIAL_SCHEDULERS)})")
     old = spec_file.pop("asha")
     if not isinstance(old, dict):
         raise ConfigError(f"spec section 'asha' must be a mapping, not {old!r}")
     old = dict(old)
     enabled = old.pop("enabled", True)
-    spec_file["scheduler"] = {"name": "asha" if enabled else "none", **old}
+    spec_file["scheduler"] = {"name": ASHA if enabled else NONE, **old}
     return spec_file
 
 
@@ -273,7 +284,7 @@ def legacy_paths(flat: dict[str, Any]) -> dict[str, Any]:
     for path, value in flat.items():
         if path == "asha/enabled":
             on = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-            out["scheduler/name"] = "asha" if on else "none"
+            out["scheduler/name"] = ASHA if on else NONE
         elif path.startswith("asha/"):
             out["scheduler/" + path.removeprefix("asha/")] = value
         else:
@@ -281,8 +292,9 @@ def legacy_paths(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _fit_preset_grace(preset: str, merged: dict[str, Any]) -> None:
-    """A preset's own ASHA grace keeps its share of a run shorter than the preset's: the cpu
+def _fit_preset_grace_period(preset: str, merged: dict[str, Any]) -> None:
+    """A preset's own ``scheduler/grace_period`` keeps its share of a run shorter than the
+    preset's (the collapse rule's grace is not touched): the cpu
     preset's rung at epoch 10 of 14 comes at epoch 6 of ``--max-epochs 8`` (never before the
     default formula's). A plain quarter of the run would judge warmup schedules mid-warmup: at 8
     epochs, a rung at 2 stopped upstream's lr-1e-3 arms in favour of trials that then collapsed
@@ -294,7 +306,7 @@ def _fit_preset_grace(preset: str, merged: dict[str, Any]) -> None:
     if own is not None and sched.get("grace_period") == own and isinstance(epochs, int) \
             and 1 <= epochs < own:
         share = round(own * epochs / p.config().train.max_epochs)
-        sched["grace_period"] = max(share, default_grace(epochs))
+        sched["grace_period"] = max(share, default_grace_period(epochs))
 
 
 def _with_resolved_space(spec: ExperimentSpec) -> ExperimentSpec:
@@ -365,7 +377,7 @@ def spec_choices() -> dict[str, tuple[str, ...]]:
     from .run.trackers import TRACKERS
 
     return {"preset": tuple(PRESETS), "search/space": tuple(SPACES),
-            "scheduler/name": SCHEDULERS, "storage/log_to": tuple(TRACKERS)}
+            "scheduler/name": tuple(TRIAL_SCHEDULERS), "storage/log_to": tuple(TRACKERS)}
 
 
 def spec_paths(preset: str | None = None) -> list[SpecPath]:
@@ -392,8 +404,10 @@ def spec_paths(preset: str | None = None) -> list[SpecPath]:
         out += [SpecPath(p, default(p), "study", named.get(p, ()), SPEC_PATH_NOTES.get(p, ""))
                 for p in known_paths(cls, name)]
     out += [SpecPath("asha/enabled", True, "legacy", (),
-                     "read as scheduler/name=asha (true) or none (false)"),
-            SpecPath("asha/<key>", None, "legacy", (), "read as scheduler/<key>")]
+                     f"read as scheduler/name={ASHA} (true) or {NONE} (false)"),
+            SpecPath("asha/<key>", None, "legacy", (), "read as scheduler/<key>"),
+            SpecPath(LEGACY_STOP, False, "legacy", (),
+                     "read as collapse/stop=true (true); false is dropped: collapse/stop decides")]
     return out
 
 
@@ -419,9 +433,7 @@ def validate(spec: ExperimentSpec) -> None:
     if s.n_startup_trials < 0:
         raise ConfigError(f"search/n_startup_trials={s.n_startup_trials} must be >= 0")
     max_epochs = spec.run.train.max_epochs
-    if a.name not in SCHEDULERS:
-        raise ConfigError(f"scheduler/name={a.name!r} is not a scheduler"
-                          f"{closest(str(a.name), SCHEDULERS)}; allowed: {', '.join(SCHEDULERS)}")
+    trial_scheduler(a.name)  # an unknown name: ConfigError with the closest names
     if a.grace_period is not None and not 1 <= a.grace_period <= max_epochs:
         raise ConfigError(f"scheduler/grace_period={a.grace_period} must be in [1, "
                           f"train/max_epochs={max_epochs}]")
@@ -497,6 +509,6 @@ def _check_urls(st: StorageSpec) -> None:
                           "(dialect://user@host/db, sqlite:///path or journal:///path)") from None
 
 
-__all__ = ["ExperimentSpec", "SearchSpec", "SchedulerSpec", "SCHEDULERS", "ResourcesSpec",
+__all__ = ["ExperimentSpec", "SearchSpec", "SchedulerSpec", "ResourcesSpec",
            "StorageSpec", "SpecPath", "build_spec", "default_seed_arms", "spec_paths",
            "load_spec", "read_spec_file", "validate", "unflatten"]

@@ -1,4 +1,8 @@
-"""``tune-ptycho train`` and ``tune-ptycho simulate``: one model or one dataset, no Ray."""
+"""``tune-ptycho train`` and ``tune-ptycho simulate``: one model or one dataset, no Ray.
+
+``train`` writes its own folder (the names are :mod:`tune_ptycho.storage.layout`'s): the history,
+metrics, config and weights, the reconstruction, and the loss figure (:func:`history_figure`).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,16 @@ from ptycho_model.data import simulate
 from ptycho_model.npz_io import save_datasets
 from ptycho_model.train import Trainer, json_safe, save_history
 
-from .analysis.canvas import reconstruction_figure
-from .analysis.plots import history_figure
+from .analysis.canvas import plt, reconstruction_figure, save_figure
 from .storage.dataset_cache import get_datasets
+from .storage.layout import (
+    TRAIN_BEST_MODEL,
+    TRAIN_CONFIG,
+    TRAIN_HISTORY_PNG,
+    TRAIN_METRICS,
+    TRAIN_MODEL,
+    TRAIN_RECONSTRUCTION_PNG,
+)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -40,7 +51,7 @@ def run_train(cfg: RunConfig, out: Path, threads: int | None = None) -> dict[str
         torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     data, fp, _ = get_datasets(cfg.data)
-    write_json(out / "config.json", cfg.to_dict())
+    write_json(out / TRAIN_CONFIG, cfg.to_dict())
     trainer = Trainer(cfg, data)
     n_params = sum(p.numel() for p in trainer.model.parameters())
     print(f"{cfg.model.arch}: {n_params:,} parameters on {trainer.device}; dataset {fp}; "
@@ -64,18 +75,18 @@ def run_train(cfg: RunConfig, out: Path, threads: int | None = None) -> dict[str
                                           names.COLLAPSED, names.COLLAPSE_KIND, names.DIVERGED)})
     metrics["dataset"] = fp
     metrics["parameters"] = n_params
-    write_json(out / "metrics.json", metrics)
-    torch.save(trainer.model.state_dict(), out / "model.pt")
+    write_json(out / TRAIN_METRICS, metrics)
+    torch.save(trainer.model.state_dict(), out / TRAIN_MODEL)
     if trainer.best_model_state is not None:
-        torch.save(trainer.best_model_state, out / "model_best.pt")
+        torch.save(trainer.best_model_state, out / TRAIN_BEST_MODEL)
     if trainer.last_eval is not None:
         pred, gt = trainer.last_eval
-        reconstruction_figure(pred, gt, out / "reconstruction.png",
+        reconstruction_figure(pred, gt, out / TRAIN_RECONSTRUCTION_PNG,
                               title=f"{cfg.model.arch}, epoch {final[names.EPOCH]}",
                               scores={k: metrics.get(k) for k in (names.AMP_SSIM, names.PHASE_SSIM,
                                                                   names.AMP_SSIM_TWIN,
                                                                   names.AMP_SSIM_CONSTANT)})
-    history_figure(history, out / "history.png", title=f"{cfg.model.arch} loss")
+    history_figure(history, out / TRAIN_HISTORY_PNG, title=f"{cfg.model.arch} loss")
     status = "diverged" if final[names.DIVERGED] else (
         f"collapsed ({final[names.COLLAPSE_KIND]})" if final[names.COLLAPSED] else "ok")
     print(f"{status}: best val_loss {final[names.BEST_VAL_LOSS]:.4g} at epoch "
@@ -86,3 +97,19 @@ def run_train(cfg: RunConfig, out: Path, threads: int | None = None) -> dict[str
               f"phase SSIM {metrics[names.PHASE_SSIM]:.3f}")
     print(f"wrote {out}")
     return metrics
+
+
+def history_figure(history: list[dict], path: str | Path, title: str = "") -> Path:
+    """One run's train and val loss per epoch (log scale) and its learning rate."""
+    ep = [h[names.EPOCH] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    for key in (names.TRAIN_LOSS, names.VAL_LOSS):
+        a.plot(ep, [h[key] for h in history], label=key)
+    a.set_yscale("log")
+    a.set_xlabel("epoch")
+    a.legend()
+    a.set_title(title or "loss")
+    b.plot(ep, [h[names.LR] for h in history])
+    b.set_xlabel("epoch")
+    b.set_title("learning rate")
+    return save_figure(fig, path)

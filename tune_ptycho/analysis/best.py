@@ -17,7 +17,7 @@ from ptycho_model import names
 from ptycho_model.config import RunConfig
 from ptycho_model.errors import InputError
 
-from ..storage.experiment import DATASET_FILE
+from ..storage.layout import BEST_RECONSTRUCTION_PNG, CHECKPOINT_PREFIX, DATASET_FILE
 from .load import Experiment, NoResults, TrialRecord, load_experiment
 
 
@@ -27,7 +27,8 @@ def best_checkpoint_dir(t: TrialRecord) -> Path | None:
     only every k-th epoch (``storage/checkpoint_every``); Ray always keeps the newest."""
     if t.dir is None:
         return None
-    ckpts = sorted(p.parent for p in t.dir.glob(f"checkpoint_*/{names.STATE_FILE}"))  # zero-padded
+    ckpts = sorted(p.parent  # zero-padded: the newest sorts last
+                   for p in t.dir.glob(f"{CHECKPOINT_PREFIX}*/{names.STATE_FILE}"))
     return ckpts[-1] if ckpts else None
 
 
@@ -167,11 +168,11 @@ def held_out_split(exp: Experiment, cfg: RunConfig):
                                log=logs.append)
     notes = []
     if named and entry is None:
-        notes.append(f"best_reconstruction.png: dataset.json's cache_entry={named!r} is outside "
-                     "this user's dataset cache and was not read; the data were rebuilt from "
-                     "the spec")
+        notes.append(f"{BEST_RECONSTRUCTION_PNG}: {DATASET_FILE}'s cache_entry={named!r} is "
+                     "outside this user's dataset cache and was not read; the data were rebuilt "
+                     "from the spec")
     if recorded and fp != recorded:
-        notes.append(f"best_reconstruction.png: the experiment's dataset {recorded} is gone and "
+        notes.append(f"{BEST_RECONSTRUCTION_PNG}: the experiment's dataset {recorded} is gone and "
                      f"today's code simulates {fp} for the same data config: its scores may "
                      "differ from those reported during training")
     return data.test, "; ".join(notes) or None

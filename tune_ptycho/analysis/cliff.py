@@ -1,5 +1,6 @@
-"""The cliff map's reader and report: ``report/cliff.csv``, ``report/cliff.png`` and the "The
-cliff" section of ``report/report.md`` (the runs are :mod:`tune_ptycho.cliff`'s rounds).
+"""The cliff map's reader and report: its plan (``cliff.json``), ``report/cliff.csv``,
+``report/cliff.png`` and the "The cliff" section of ``report/report.md`` (the runs are
+:mod:`tune_ptycho.run.cliff`'s rounds).
 
 P_crash at a point counts its runs the collapse rule flagged or that diverged, over its ended
 runs; the interval is Wilson's at 95%. An arm's cliff is where P_crash crosses 0.5. Its interval
@@ -19,20 +20,64 @@ from typing import Any
 
 from ptycho_model import names
 
-from ..cliff import Plan, read_plan
-from .crash_hunt import wilson
-from .load import COLLAPSED, DIVERGED, ERROR, UNFINISHED, TrialRecord, load_experiment
+from ..outcomes import COLLAPSED, DIVERGED, ERROR, UNFINISHED
+from ..storage.layout import CLIFF_CSV, CLIFF_META, CLIFF_PNG, REPORT_DIR, REPORT_MD
+from .collapses import wilson
+from .crash_hunt import SEED_PATH, config_key
+from .load import TrialRecord, finite, load_experiment
 
 CSV_COLUMNS = ("arm", "value", "runs", "collapsed", "p_crash", "low", "high",
                "median_best_val_loss", "median_collapse_epoch", "pending")
 
 
-def _norm(v: Any) -> Any:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+@dataclass
+class Plan:
+    """A cliff map's plan, as ``cliff.json`` holds it: the points, the seeds, and its rounds
+    (:mod:`tune_ptycho.run.cliff` makes and runs it)."""
+
+    preset: str
+    axis: str
+    values: list[float]
+    arms: dict[str, dict[str, Any]]  # arm -> its full point (every varied path but axis, seed)
+    seeds: int  # per point per round
+    halfwidth: float
+    max_seeds: int
+    base_seed: int
+    sets: dict[str, Any]
+    rounds: list[dict[str, Any]]  # [{"name": "round_1", "points": [[arm, value, seed], ...]}]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        return cls(**d)
+
+    def same_map(self, other: Plan) -> str | None:
+        """The first setting in which ``other`` asks for another map than this one, or None."""
+        for k in ("preset", "axis", "values", "arms", "seeds", "sets"):
+            if getattr(self, k) != getattr(other, k):
+                return k
+        return None
+
+    def point_params(self, arm: str, value: float, seed: int) -> dict[str, Any]:
+        return {**self.arms[arm], self.axis: value, SEED_PATH: seed}
+
+    @staticmethod
+    def resolved_space(points: list[dict[str, Any]]) -> dict[str, Any]:
+        """Every path of ``points`` as a categorical of the values they give it."""
+        seen: dict[str, list] = {}
+        for pt in points:
+            for k, x in pt.items():
+                if x not in seen.setdefault(k, []):
+                    seen[k].append(x)
+        return {k: {"choices": vals} for k, vals in seen.items()}
 
 
-def _key(params: dict[str, Any]) -> str:
-    return json.dumps({k: _norm(v) for k, v in params.items()}, sort_keys=True, default=str)
+def read_plan(root: Path) -> Plan | None:
+    """The plan in ``root``'s ``cliff.json``, or None when there is none."""
+    f = root / CLIFF_META
+    return Plan.from_dict(json.loads(f.read_text())) if f.is_file() else None
 
 
 @dataclass
@@ -49,7 +94,7 @@ class Point:
     def row(self) -> dict[str, Any]:
         n, k = len(self.runs), self.crashed
         lo, hi = wilson(k, n)
-        best = [b for b in (_finite(t.last.get(names.BEST_VAL_LOSS)) for t in self.runs)
+        best = [b for b in (finite(t.last.get(names.BEST_VAL_LOSS)) for t in self.runs)
                 if b is not None]
         flags = [next((r.get(names.EPOCH) for r in t.rows if r.get(names.COLLAPSED)), None)
                  for t in self.runs if t.outcome in COLLAPSED]
@@ -59,14 +104,6 @@ class Point:
                 "median_best_val_loss": statistics.median(best) if best else math.nan,
                 "median_collapse_epoch": statistics.median(flags) if flags else math.nan,
                 "pending": self.planned - n}
-
-
-def _finite(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 @dataclass
@@ -94,13 +131,13 @@ def load_cliff(root: str | Path) -> CliffMap:
     root = Path(root)
     plan = read_plan(root)
     if plan is None:
-        raise FileNotFoundError(f"{str(root)!r} holds no cliff map (no cliff.json)")
+        raise FileNotFoundError(f"{str(root)!r} holds no cliff map (no {CLIFF_META})")
     points = {(a, v): Point(a, v) for a in plan.arms for v in plan.values}
     pending: set[str] = set()
     for rnd in plan.rounds:
         by_key = {}
         for a, v, s in rnd["points"]:
-            by_key[_key(plan.point_params(a, v, s))] = (a, v)
+            by_key[config_key(plan.point_params(a, v, s))] = (a, v)
             points[(a, v)].planned += 1
         d = root / rnd["name"]
         if not d.is_dir():
@@ -109,7 +146,7 @@ def load_cliff(root: str | Path) -> CliffMap:
         exp = load_experiment(d, with_study=False)
         ended = 0
         for t in exp.trials:
-            where = by_key.get(_key(t.params))
+            where = by_key.get(config_key(t.params))
             if where is None or t.outcome in (ERROR, UNFINISHED):
                 continue
             points[where].runs.append(t)
@@ -226,7 +263,7 @@ def section_lines(cm: CliffMap) -> list[str]:
              f"collapse rule stops a flagged run). Target Wilson half-width {plan.halfwidth:g}, "
              f"at most {plan.max_seeds} runs a point; half-width reached: "
              + (f"{min(widths):.2f}-{max(widths):.2f}" if widths else "–") + ".", "",
-             "![cliff](cliff.png)", ""]
+             f"![cliff]({CLIFF_PNG})", ""]
     lines += verdict_lines(cm) + [""]
     table = [[r["arm"], f"{r['value']:g}", r["runs"], r["collapsed"], r["p_crash"],
               f"[{r['low']:.2f}, {r['high']:.2f}]" if r["runs"] else "–",
@@ -247,10 +284,10 @@ def section_lines(cm: CliffMap) -> list[str]:
 def write_report(root: str | Path, out: str | Path | None = None) -> Path:
     root = Path(root)
     cm = load_cliff(root)
-    out = Path(out) if out else root / "report"
+    out = Path(out) if out else root / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(cm, out / "cliff.csv")
-    cliff_figure(cm, out / "cliff.png")
+    write_csv(cm, out / CLIFF_CSV)
+    cliff_figure(cm, out / CLIFF_PNG)
     text = ["# Cliff map", "", "## The cliff", "", *section_lines(cm), ""]
-    (out / "report.md").write_text("\n".join(text))
+    (out / REPORT_MD).write_text("\n".join(text))
     return out

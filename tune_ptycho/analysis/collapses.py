@@ -8,6 +8,8 @@ Optuna's ``get_param_importances`` with the collapse flag as the target; Optuna 
 trials only and skips a parameter absent from some of them, which is why collapsed trials stay
 COMPLETE in the study. A *spike* is an epoch whose val_loss or train_loss exceeds
 :data:`SPIKE_FACTOR` times the best val_loss before it: upstream's Stage A went 0.025 -> 17.
+Every collapse count carries its Wilson 95% interval (:func:`wilson`; the crash hunt's P_crash and
+the cliff map's too). The figure is :mod:`.collapse_plot`'s.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from ptycho_model import names
 
-from .load import COLLAPSED, DIVERGED, FINISHED, STOPPED_EARLY
-from .load import TrialRecord, num
+from ..outcomes import COLLAPSED, DIVERGED, FINISHED, STOPPED_EARLY, num
+from .load import TrialRecord
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["SPIKE_FACTOR", "Bin", "collapse_bins", "collapse_epoch", "collapse_flag",
-           "collapse_summary", "spike_epoch", "verdict_lines"]
+           "collapse_summary", "spike_epoch", "verdict_lines", "wilson"]
 
 SPIKE_FACTOR = 10.0
 WITH_RESULT = (FINISHED, STOPPED_EARLY, *COLLAPSED, DIVERGED)
@@ -138,21 +140,25 @@ def collapse_flag(trial) -> float:
     return float(num(trial.user_attrs.get(names.COLLAPSED), 0.0) > 0)
 
 
-def _ci(k: int, n: int) -> tuple[float, float]:
-    from .crash_hunt import wilson
+def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of k successes in n trials (NaN, NaN for n = 0)."""
+    if n == 0:
+        return math.nan, math.nan
+    from scipy.stats import binomtest
 
-    return wilson(k, n)
+    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def _count(k: int, n: int) -> str:
     """``3 of 4 [0.30, 0.95]``: a count with its Wilson 95% interval."""
-    lo, hi = _ci(k, n)
+    lo, hi = wilson(k, n)
     return f"{k} of {n} [{lo:.2f}, {hi:.2f}]"
 
 
 def _decided(a: tuple[int, int], b: tuple[int, int]) -> str:
     """'' when the two counts' 95% intervals do not overlap; else the words that say so."""
-    (alo, ahi), (blo, bhi) = _ci(*a), _ci(*b)
+    (alo, ahi), (blo, bhi) = wilson(*a), wilson(*b)
     return "" if ahi < blo or bhi < alo else " (the intervals overlap: not decided)"
 
 
@@ -210,7 +216,7 @@ def verdict_lines(df: pd.DataFrame, kinds: dict[str, str], bins: list[Bin]) -> l
     for p, kind in kinds.items():
         if p in d and kind != "categorical":
             x = pd.to_numeric(d[p], errors="coerce")
-            pts = [(float(v), bool(c)) for v, c in zip(x, col) if pd.notna(v)]
+            pts = [(float(v), bool(c)) for v, c in zip(x, col, strict=True) if pd.notna(v)]
             if len(pts) >= 3 and (s := _split_sentence(p, pts)):
                 splits.append(s)
     lines = [f"{k} of {n} trials collapsed (95% intervals in brackets, Wilson's).{miss}"]

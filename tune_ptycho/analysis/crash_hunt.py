@@ -1,6 +1,6 @@
 """A crash hunt's results: P_crash per configuration, with its interval, and the robust ranking.
 
-Reads ``EXPERIMENT/crash_hunt/`` (:mod:`tune_ptycho.crash_hunt`) into one row per configuration:
+Reads ``EXPERIMENT/crash_hunt/`` (:mod:`tune_ptycho.run.crash_hunt`) into one row per configuration:
 its parameters, ``runs``, ``collapsed`` (collapsed or diverged) and one column per kind,
 ``p_crash`` with its 95% Wilson interval (``scipy.stats.binomtest``), the mean and the worst
 ``best_val_loss``, the mean amp SSIM of the runs' best weights, and the robust objective.
@@ -24,34 +24,33 @@ from typing import Any
 
 from ptycho_model import names
 
-from ..crash_hunt import CRASH_HUNT_DIR, CRASH_HUNT_META, SEED_PATH
-from .load import (
-    COLLAPSED_AMP_FLAT, COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, UNFINISHED, Experiment,
-    TrialRecord, finite, load_experiment,
+from ..outcomes import (
+    COLLAPSED_AMP_FLAT,
+    COLLAPSED_FLAT,
+    COLLAPSED_RATIO,
+    DIVERGED,
+    ERROR,
+    UNFINISHED,
 )
+from ..storage.layout import CRASH_HUNT_CSV, CRASH_HUNT_DIR, CRASH_HUNT_META
+from .collapses import wilson
+from .load import Experiment, TrialRecord, finite, load_experiment
+
+SEED_PATH = "train/seed"  # the one path a crash hunt's runs (and a cliff map's) vary
 
 KIND_COLUMNS = {COLLAPSED_RATIO: "collapsed_ratio", COLLAPSED_FLAT: "collapsed_flat",
                 COLLAPSED_AMP_FLAT: "collapsed_amp_flat",
                 DIVERGED: "diverged"}
 
 
-def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """The Wilson score interval of k successes in n trials (NaN, NaN for n = 0)."""
-    if n == 0:
-        return math.nan, math.nan
-    from scipy.stats import binomtest
-
-    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
-def _key(params: dict[str, Any]) -> str:
-    """A configuration's identity: its parameters but the seed, numbers as floats (a value
-    enqueued as 1 may come back from Optuna as 1.0)."""
+def config_key(params: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str:
+    """A run's parameters as one string to match on (a crash hunt's configuration leaves out
+    the seed; a cliff map's point run keeps it): numbers as floats, since a value enqueued as 1
+    may come back from Optuna as 1.0."""
     def norm(v: Any) -> Any:
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
-    return json.dumps({k: norm(v) for k, v in params.items() if k != SEED_PATH},
+    return json.dumps({k: norm(v) for k, v in params.items() if k not in leave_out},
                       sort_keys=True, default=str)
 
 
@@ -120,10 +119,11 @@ def load_crash_hunt(experiment: str | Path) -> CrashHunt | None:
     exp = load_experiment(root, with_study=False)
     by_key: dict[str, ConfigResult] = {}
     for c in meta["configs"]:
-        by_key[_key(c["params"])] = ConfigResult(dict(c["params"]), c["source_trial"], [], 0)
+        by_key[config_key(c["params"], (SEED_PATH,))] = ConfigResult(
+            dict(c["params"]), c["source_trial"], [], 0)
     planned = len(meta["seeds"])
     for t in exp.trials:
-        c = by_key.get(_key(t.params))
+        c = by_key.get(config_key(t.params, (SEED_PATH,)))
         if c is not None and t.outcome not in (ERROR, UNFINISHED):
             c.runs.append(t)
     for c in by_key.values():
@@ -141,9 +141,9 @@ def write_csv(hunt: CrashHunt, path: Path) -> Path:
 
 def section_lines(hunt: CrashHunt, single_best: str | None) -> list[str]:
     """The report's "Crash hunt" section."""
-    from .markdown import md_table, params_text, varying_params
-
     import pandas as pd
+
+    from .markdown import md_table, params_text, varying_params
 
     rows = hunt.rows()
     df = pd.DataFrame(rows)
@@ -175,6 +175,6 @@ def section_lines(hunt: CrashHunt, single_best: str | None) -> list[str]:
         lines += ["", f"**Robust winner: the configuration of `{w.source_trial}`**{same}; its "
                       f"best seed run is `{w.best_run.trial_id if w.best_run else '–'}`. "
                       "`tune-ptycho best --export` writes its weights (`--single` for the single "
-                      "best trial). Per-run details: `crash_hunt.csv`, and `tune-ptycho analyze "
+                      f"best trial). Per-run details: `{CRASH_HUNT_CSV}`, and `tune-ptycho analyze "
                       f"{hunt.path}`."]
     return lines

@@ -17,7 +17,9 @@ from ptycho_model import names
 from ptycho_model.config import CollapseConfig
 from ptycho_model.diagnostics import first_flat
 
-from .load import COLLAPSED as COLLAPSED_KINDS, DIVERGED, Experiment, TrialRecord
+from ..outcomes import COLLAPSED as COLLAPSED_KINDS, DIVERGED
+from ..storage.layout import CHECKPOINT_PREFIX, LAYERS_PNG
+from .load import Experiment, TrialRecord
 from .markdown import fmt, md_table
 
 COLLAPSED = (*COLLAPSED_KINDS, DIVERGED)
@@ -29,7 +31,7 @@ def trial_history(t: TrialRecord) -> list[dict[str, Any]]:
     (empty when no checkpoint is left, or it predates the diagnostics)."""
     if t.dir is None:
         return []
-    found = sorted(t.dir.glob(f"checkpoint_*/{names.HISTORY_FILE}"))
+    found = sorted(t.dir.glob(f"{CHECKPOINT_PREFIX}*/{names.HISTORY_FILE}"))
     if not found:
         return []
     try:
@@ -92,8 +94,8 @@ def inside_lines(records: list[dict[str, Any]]) -> list[str]:
     lines += ["", "A block is flat when its output's spread over the fixed val subset, relative "
                   "to its magnitude, falls below `collapse/flat_std`: it then answers every "
                   "patch alike. '-': the block has no such gate (hybrid blocks have neither). "
-                  "Per-block maps: `layers.png`; one trial in full: `tune-ptycho diagnose "
-                  "TRIAL_DIR`.", "", "![inside the collapsed trials](layers.png)"]
+                  f"Per-block maps: `{LAYERS_PNG}`; one trial in full: `tune-ptycho diagnose "
+                  "TRIAL_DIR`.", "", f"![inside the collapsed trials]({LAYERS_PNG})"]
     if all(r["flat_block"] is None for r in records):
         lines.insert(0, "")
         lines.insert(0, "No block of a collapsed trial went flat: the collapses were of the "
@@ -148,7 +150,7 @@ def layers_figure(records: list[dict[str, Any]], healthy: tuple[str, list[dict[s
     fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.4 * rows), squeeze=False)
     fig.subplots_adjust(wspace=0.55, hspace=0.45)
     im = None
-    for ax, (title, hist, mark) in zip(axes.flat, panels):
+    for ax, (title, hist, mark) in zip(axes.flat, panels, strict=False):
         im = block_map(ax, hist, title, flat_std, mark)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")

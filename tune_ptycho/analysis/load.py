@@ -1,15 +1,16 @@
 """Reading one experiment directory into :class:`Experiment`: its trials, their outcomes, the rank.
 
-Holds the outcome names and their classification, the error classes every CLI command imports,
-and the number helpers the other analysis modules share. Reads Ray Tune's files
-(``trial_*/result.json``, ``params.json``, ``error.txt``, the newest readable
-``experiment_state-*.json``), ``spec.json`` and the Optuna study; needs no running Ray.
-Leaves out the checkpoints (``best``), the tables (``tables``), figures and report.
+Holds the error classes every CLI command imports and the number helper (:func:`finite`) the
+other analysis modules share; the outcome names and their classification live in
+:mod:`tune_ptycho.outcomes`. Reads Ray Tune's files through their one reader
+(:mod:`tune_ptycho.storage.tune_files`: ``trial_*/result.json`` and the newest readable
+``experiment_state-*.json``), plus each trial's ``params.json`` and ``error.txt``, ``spec.json``
+and the Optuna study; needs no running Ray. Leaves out the checkpoints (``best``), the tables
+(``tables``), figures and report.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,16 +21,18 @@ from ptycho_model import names
 from ptycho_model.config import RunConfig, flatten
 from ptycho_model.errors import InputError
 
-from ..storage.experiment import (
-    RESULT_FILE, SPEC_FILE, ExperimentInfo, NotAnExperiment, newest_per_epoch, read_study_record,
-    result_rows,
+from ..outcomes import ERROR, classify, num
+from ..storage.experiment import ExperimentInfo, NotAnExperiment, read_study_record
+from ..storage.layout import (
+    CHECKPOINT_PREFIX,
+    ERROR_FILE,
+    PARAMS_FILE,
+    RESULT_FILE,
+    SPEC_FILE,
+    TRIAL_DIR_PREFIX,
 )
-from ..outcomes import (  # noqa: F401 — the outcome names are part of analysis' interface
-    COLLAPSED, COLLAPSED_AMP_FLAT, COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, FINISHED,
-    OUTCOME_LABELS, OUTCOMES, STOPPED_EARLY, UNFINISHED, classify, num,
-)
+from ..storage.tune_files import newest_per_epoch, result_rows, trial_states
 from .ranking import rank_key
-
 
 
 class NoResults(InputError):
@@ -49,7 +52,7 @@ class TrialRecord:
     status: str | None = None  # Tune's: TERMINATED, ERROR, RUNNING, PENDING, PAUSED
     params: dict[str, Any] = field(default_factory=dict)  # flat a/b names
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per epoch
-    error: str | None = None  # first line of error.txt
+    error: str | None = None  # last line of error.txt
     start_state: float | None = None  # experiment_state start_time
     cfg: RunConfig | None = None
     outcome: str = ERROR
@@ -87,7 +90,7 @@ def _backfill(rows: list[dict[str, Any]], d: Path) -> list[dict[str, Any]]:
     while its checkpoint (the trainer's ``history.json``) has them. Such rows carry
     ``restored_from_checkpoint: True`` and only the trainer's metrics.
     """
-    found = sorted(d.glob(f"checkpoint_*/{names.HISTORY_FILE}"))
+    found = sorted(d.glob(f"{CHECKPOINT_PREFIX}*/{names.HISTORY_FILE}"))
     if not found:
         return rows
     try:
@@ -101,32 +104,8 @@ def _backfill(rows: list[dict[str, Any]], d: Path) -> list[dict[str, Any]]:
     return newest_per_epoch(rows + extra) if extra else rows
 
 
-def _trial_states(root: Path) -> dict[str, dict[str, Any]]:
-    """trial_id -> {status, logdir, start_time} from the newest readable experiment_state-*.json.
-
-    Not ``experiment.saved_trial_statuses``: that one reads only the newest snapshot (and only
-    the status), where this one also needs each trial's directory and start time and falls back
-    to an older snapshot when the newest is half written."""
-    files = sorted(glob.glob(str(root / "experiment_state-*.json")))
-    out: dict[str, dict[str, Any]] = {}
-    for f in reversed(files):
-        try:
-            data = json.loads(Path(f).read_text())
-            for entry in data.get("trial_data", []):
-                a = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
-                b = json.loads(entry[1]) if len(entry) > 1 and isinstance(entry[1], str) else {}
-                out[str(a.get("trial_id"))] = {
-                    "status": a.get("status"), "logdir": a.get("relative_logdir"),
-                    "start_time": (b or {}).get("start_time"),
-                }
-            return out
-        except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError):
-            continue  # a half-written snapshot: try the previous one
-    return out
-
-
 def _is_trial_dir(d: Path) -> bool:
-    return d.is_dir() and any((d / f).exists() for f in ("params.json", RESULT_FILE))
+    return d.is_dir() and any((d / f).exists() for f in (PARAMS_FILE, RESULT_FILE))
 
 
 def _trial_config(base: dict[str, Any], params: dict[str, Any]) -> RunConfig | None:
@@ -163,20 +142,20 @@ def _read_trial(d: Path, states: dict[str, dict[str, Any]]) -> TrialRecord:
     if tid is None:
         tid = next((k for k, s in states.items() if s.get("logdir") == d.name), None)
     if tid is None:
-        tid = d.name[len("trial_"):] if d.name.startswith("trial_") else d.name
+        tid = d.name.removeprefix(TRIAL_DIR_PREFIX)
     params: dict[str, Any] = {}
     try:
-        params = flatten(json.loads((d / "params.json").read_text()))
+        params = flatten(json.loads((d / PARAMS_FILE).read_text()))
     except (OSError, ValueError, AttributeError):
         if rows and isinstance(rows[0].get("config"), dict):
             params = flatten(rows[0]["config"])
     err = None
-    if (d / "error.txt").exists():
+    if (d / ERROR_FILE).exists():
         try:
-            lines = [x for x in (d / "error.txt").read_text().splitlines() if x.strip()]
-            err = lines[-1].strip() if lines else "error.txt"
+            lines = [x for x in (d / ERROR_FILE).read_text().splitlines() if x.strip()]
+            err = lines[-1].strip() if lines else ERROR_FILE
         except OSError:
-            err = "error.txt"
+            err = ERROR_FILE
     st = states.get(tid, {})
     return TrialRecord(trial_id=tid, dir=d, status=st.get("status"), params=params, rows=rows,
                        error=err, start_state=st.get("start_time"))
@@ -200,9 +179,9 @@ def load_experiment(path: str | Path, with_study: bool = True,
             info = _lenient_info(root)
         except Exception:  # noqa: BLE001
             raise NotAnExperiment(f"{str(path)!r}: cannot read the experiment ({e})") from None
-        spec_note = f"spec.json read without today's validation ({e})"
+        spec_note = f"{SPEC_FILE} read without today's validation ({e})"
     root = Path(info.uri)
-    states = _trial_states(root)
+    states = trial_states(root)
     dirs = {d.name: d for d in root.iterdir() if _is_trial_dir(d)}
     base = info.spec.run.to_dict()
     trials: dict[str, TrialRecord] = {}

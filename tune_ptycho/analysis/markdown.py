@@ -17,11 +17,23 @@ import numpy as np
 
 from ptycho_model import names
 
-from .collapses import SPIKE_FACTOR
-from .load import (
-    COLLAPSED, COLLAPSED_AMP_FLAT, COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, FINISHED,
-    OUTCOME_LABELS, OUTCOMES, STOPPED_EARLY, UNFINISHED, Experiment,
+from ..outcomes import (
+    COLLAPSED,
+    COLLAPSED_AMP_FLAT,
+    COLLAPSED_FLAT,
+    COLLAPSED_RATIO,
+    DIVERGED,
+    ERROR,
+    FINISHED,
+    OUTCOME_LABELS,
+    OUTCOMES,
+    STOPPED_EARLY,
+    UNFINISHED,
 )
+from ..run.schedulers import TRIAL_SCHEDULERS
+from ..storage.layout import COLLAPSE_PNG
+from .collapses import SPIKE_FACTOR
+from .load import Experiment
 
 if TYPE_CHECKING:  # pandas is imported where used: every CLI command imports this package
     import pandas as pd
@@ -191,7 +203,7 @@ def what_collapses_lines(exp: Experiment, df: pd.DataFrame, kinds: dict[str, str
                            for p in ps])
         if for_collapse.why_none:
             lines += ["", f"No importance for collapse: {for_collapse.why_none}."]
-    lines += ["", "![what collapses](collapse.png)"]
+    lines += ["", f"![what collapses]({COLLAPSE_PNG})"]
     return lines
 
 
@@ -216,15 +228,9 @@ def node_table(df: pd.DataFrame) -> list[str]:
 def spec_lines(exp: Experiment) -> list[str]:
     s = exp.spec
     r = s.run
-    a = s.scheduler
-    sched = {
-        "asha": f"ASHA: time_attr `epoch`, metric current `val_loss`, max_t {r.train.max_epochs}, "
-                f"grace {s.grace}, reduction factor {a.reduction_factor}, brackets "
-                f"{a.brackets}",
-        "hyperband": f"HyperBand (synchronous): time_attr `epoch`, metric current `val_loss`, "
-                     f"max_t {r.train.max_epochs}, no rung before epoch {s.grace}, reduction "
-                     f"factor {a.reduction_factor}",
-    }.get(a.name, "none (the collapse rule stays)")
+    entry = TRIAL_SCHEDULERS.get(s.scheduler.name)  # an older spec: read leniently
+    sched = (entry.report_line(s) if entry is not None
+             else f"{s.scheduler.name!r} (not a trial scheduler this version knows)")
     return [
         f"- space `{s.search.space}`, preset `{s.preset}`, num_samples {s.search.num_samples}, "
         f"sampler seed {s.search.seed}, max_concurrent {s.search.max_concurrent}",

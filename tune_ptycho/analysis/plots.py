@@ -1,10 +1,12 @@
 """The report's matplotlib figures: learning curves, parameters vs loss, the best reconstruction,
-trials per node — and the "no data" placeholder drawn when a figure has nothing to show.
+trials per node — the outcome colours and markers they share, and the "no data" placeholder
+drawn when a figure has nothing to show.
 
 matplotlib is imported where a figure is drawn (through :mod:`.canvas`, which picks the Agg
-backend and saves at the project's resolution). Also holds ``train``'s own loss figure. Leaves
-out the tables the figures read
-(``tables``) and the report that links them (``report``).
+backend and saves at the project's resolution). Leaves out the collapse figure (beside the
+collapse analysis, ``collapse_plot``), ``train``'s loss figure (:mod:`tune_ptycho.standalone`),
+the tables the figures read (``tables``) and the report that links them (``report``), whose one
+list of figures is :data:`tune_ptycho.storage.layout.REPORT_FIGURES`.
 """
 
 from __future__ import annotations
@@ -17,11 +19,22 @@ import numpy as np
 
 from ptycho_model import names
 
-from .best import held_out_split, load_best_model
-from .load import (
-    COLLAPSED_AMP_FLAT, COLLAPSED_FLAT, COLLAPSED_RATIO, DIVERGED, ERROR, FINISHED, OUTCOME_LABELS,
-    OUTCOMES, STOPPED_EARLY, UNFINISHED, Experiment, finite, num,
+from ..outcomes import (
+    COLLAPSED_AMP_FLAT,
+    COLLAPSED_FLAT,
+    COLLAPSED_RATIO,
+    DIVERGED,
+    ERROR,
+    FINISHED,
+    OUTCOME_LABELS,
+    OUTCOMES,
+    STOPPED_EARLY,
+    UNFINISHED,
+    num,
 )
+from ..storage.tune_files import row_epoch
+from .best import held_out_split, load_best_model
+from .load import Experiment, finite
 
 if TYPE_CHECKING:  # pandas is imported where used: every CLI command imports this package
     import pandas as pd
@@ -35,9 +48,6 @@ MARKERS = {
     FINISHED: "o", STOPPED_EARLY: "s", COLLAPSED_RATIO: "X", COLLAPSED_FLAT: "P",
     COLLAPSED_AMP_FLAT: "d", DIVERGED: "*", ERROR: "D", UNFINISHED: ">",
 }
-
-FIGURES = ("learning_curves.png", "params_vs_loss.png", "best_reconstruction.png",
-           "trials_per_node.png", "collapse.png")
 
 
 def placeholder(path: Path, title: str, message: str) -> Path:
@@ -83,8 +93,7 @@ def learning_curves_figure(exp: Experiment, path: Path) -> Path:
 
     curves = []
     for t in exp.trials:
-        pts = [(num(r.get(names.EPOCH, r.get("training_iteration"))), num(r.get(names.VAL_LOSS)))
-               for r in t.rows]
+        pts = [(num(row_epoch(r)), num(r.get(names.VAL_LOSS))) for r in t.rows]
         stop = max((e for e, _ in pts if math.isfinite(e)), default=None)
         pts = [(e, v) for e, v in pts if math.isfinite(e) and math.isfinite(v)
                and 0 < v < names.DIVERGED_SENTINEL]
@@ -100,7 +109,7 @@ def learning_curves_figure(exp: Experiment, path: Path) -> Path:
         style = dict(color=COLORS[t.outcome], marker=MARKERS[t.outcome], ms=8, linestyle="none",
                      markeredgecolor="k", markeredgewidth=0.5, zorder=4)
         if pts:
-            e, v = zip(*pts)
+            e, v = zip(*pts, strict=True)
             ax.plot(e, v, color=COLORS[t.outcome], alpha=0.95 if is_best else 0.55,
                     lw=2.4 if is_best else 1.1, zorder=3 if is_best else 2)
         if t.outcome == DIVERGED:
@@ -138,6 +147,7 @@ def _loss_column(df: pd.DataFrame) -> str:
 def params_vs_loss_figure(exp: Experiment, df: pd.DataFrame, kinds: dict[str, str],
                           path: Path) -> Path:
     import pandas as pd
+
     from .canvas import plt, save_figure
 
     params = [p for p in kinds if p in df]
@@ -152,7 +162,7 @@ def params_vs_loss_figure(exp: Experiment, df: pd.DataFrame, kinds: dict[str, st
                              squeeze=False, constrained_layout=True)
     rng = np.random.default_rng(0)
     y_pos = bool((y_all[y_all.notna()] > 0).all())
-    for ax, p in zip(axes.flat, params):
+    for ax, p in zip(axes.flat, params, strict=False):
         sub = df[[p, ycol, "outcome"]].copy()
         sub[ycol] = pd.to_numeric(sub[ycol], errors="coerce")
         sub = sub[sub[p].notna() & sub[ycol].notna()]
@@ -229,12 +239,13 @@ def _node_label(node_id: Any, hostname: Any) -> str:
 
 def trials_per_node_figure(exp: Experiment, df: pd.DataFrame, path: Path) -> Path:
     import pandas as pd
+
     from .canvas import plt, save_figure
 
     d = df[df["node_id"].notna()].copy() if "node_id" in df else pd.DataFrame()
     if d.empty:
         return placeholder(path, "trials per node", "no trial reported its node")
-    d["node"] = [_node_label(n, h) for n, h in zip(d["node_id"], d["hostname"])]
+    d["node"] = [_node_label(n, h) for n, h in zip(d["node_id"], d["hostname"], strict=True)]
     nodes = sorted(d["node"].unique())
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, max(3.2, 0.9 + 0.25 * len(d))),
                                gridspec_kw={"width_ratios": [1, 2]}, constrained_layout=True)
@@ -264,30 +275,13 @@ def trials_per_node_figure(exp: Experiment, df: pd.DataFrame, path: Path) -> Pat
             b.barh(i, max(r["e"] - r["s"], 1e-3), left=r["s"], color=COLORS[r["outcome"]],
                    height=0.7)
     b.set_yticks(range(len(d)))
-    b.set_yticklabels([f"{n.split(' ')[0]}: {tid}" for n, tid in zip(d["node"], d["trial_id"])]
+    b.set_yticklabels([f"{n.split(' ')[0]}: {tid}"
+                       for n, tid in zip(d["node"], d["trial_id"], strict=True)]
                       if len(d) <= 60 else [""] * len(d), fontsize=7)
     b.invert_yaxis()
     b.set_xlabel("seconds since the first trial started")
     b.set_title("trial timeline (colour = outcome)")
     b.grid(True, axis="x", alpha=0.25)
-    return save_figure(fig, path)
-
-
-def history_figure(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """One run's train and val loss per epoch (log scale) and its learning rate (``train``)."""
-    from .canvas import plt, save_figure
-
-    ep = [h[names.EPOCH] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-    for key in (names.TRAIN_LOSS, names.VAL_LOSS):
-        a.plot(ep, [h[key] for h in history], label=key)
-    a.set_yscale("log")
-    a.set_xlabel("epoch")
-    a.legend()
-    a.set_title(title or "loss")
-    b.plot(ep, [h[names.LR] for h in history])
-    b.set_xlabel("epoch")
-    b.set_title("learning rate")
     return save_figure(fig, path)
 
 
@@ -301,93 +295,3 @@ def _collapse_marks(t, val_at: dict[float, float]) -> list[tuple[tuple[float, fl
         if epoch is not None and epoch in val_at:
             out.append(((epoch, val_at[epoch]), how))
     return out
-
-
-def collapse_figure(exp: Experiment, df: pd.DataFrame, kinds: dict[str, str], bins: list,
-                    importance: dict[str, float], path: Path) -> Path:
-    """What collapses, at a glance: P(collapse) per searched parameter (bars, k/n on each), a
-    two-parameter map of the trials' outcomes, and grad_norm_max per epoch of the collapsed
-    trials beside the best healthy one (the spike shows there)."""
-    import pandas as pd
-
-    from .canvas import plt, save_figure
-    from .collapses import COLLAPSED, WITH_RESULT, spike_epoch
-
-    d = df[df["outcome"].isin(WITH_RESULT)]
-    if d.empty:
-        return placeholder(path, "what collapses", "no trial reported a result")
-    by_param: dict[str, list] = {}
-    for b in bins:
-        by_param.setdefault(b.param, []).append(b)
-    varied = [p for p, bs in by_param.items() if len([b for b in bs if b.n]) > 1]
-    order = sorted(varied, key=lambda p: (-importance.get(p, 0.0),
-                                          -max(b.p for b in by_param[p] if b.n)))[:4]
-    fig = plt.figure(figsize=(13, 8), constrained_layout=True)
-    grid = fig.add_gridspec(2, max(2, len(order)))
-    for i, p in enumerate(order):
-        ax = fig.add_subplot(grid[0, i])
-        bs = [b for b in by_param[p] if b.n]
-        ax.bar(range(len(bs)), [b.p for b in bs], color="tab:orange", edgecolor="k", lw=0.5)
-        for j, b in enumerate(bs):
-            ax.annotate(f"{b.collapsed}/{b.n}", (j, b.p), ha="center", va="bottom", fontsize=8,
-                        xytext=(0, 2), textcoords="offset points")
-        ax.set_xticks(range(len(bs)), [b.label for b in bs], rotation=30, ha="right",
-                      fontsize=7)
-        ax.set_ylim(0, 1.15)
-        imp = f"\n(importance {importance[p]:.2f})" if p in importance else ""  # 2 lines: fits
-        ax.set_title(f"P(collapse) by {p}{imp}", fontsize=9)
-    if not order:
-        ax = fig.add_subplot(grid[0, :])
-        ax.text(0.5, 0.5, "no searched parameter varies over trials with results",
-                ha="center", va="center")
-        ax.set_axis_off()
-    # the map: the two most important numeric parameters (peak lr x warmup where searched)
-    nums = [p for p in sorted(kinds, key=lambda p: -importance.get(p, 0.0))
-            if kinds[p] != "categorical" and p in d]
-    x_p = "optim/lr" if "optim/lr" in nums else (nums[0] if nums else None)
-    rest = [p for p in nums if p != x_p]
-    y_p = "sched/warmup_epochs" if "sched/warmup_epochs" in rest else (rest[0] if rest else None)
-    ax = fig.add_subplot(grid[1, 0])
-    if x_p is not None:
-        x = pd.to_numeric(d[x_p], errors="coerce")
-        y = pd.to_numeric(d[y_p], errors="coerce").fillna(0) if y_p else pd.Series(0, d.index)
-        for o in dict.fromkeys(d["outcome"]):
-            m = d["outcome"] == o
-            ax.scatter(x[m], y[m], c=COLORS[o], marker=MARKERS[o], s=70, edgecolors="k",
-                       linewidths=0.5, label=o.replace("_", " "), zorder=3)  # short: a small panel
-        if kinds.get(x_p) == "log":
-            ax.set_xscale("log")
-        ax.set_xlabel(x_p)
-        ax.set_ylabel((y_p or "-") + (" (0: not searched for that trial)" if y_p else ""))
-        ax.set_title("outcome of each trial", fontsize=9)
-        ax.grid(True, alpha=0.25)
-        ax.legend(fontsize=7, loc="best")
-    else:
-        ax.set_axis_off()
-    ax = fig.add_subplot(grid[1, 1:])
-    collapsed = [t for t in exp.trials if t.outcome in COLLAPSED]
-    ranked = [t for t in exp.ranked() if t.outcome not in COLLAPSED]
-    shown = collapsed[:6] + ranked[:1]
-    for t in shown:
-        pts = [(num(r.get(names.EPOCH)), num(r.get(names.GRAD_NORM_MAX))) for r in t.rows]
-        pts = [(e, v) for e, v in pts if math.isfinite(e) and math.isfinite(v) and v > 0]
-        if not pts:
-            continue
-        e, v = zip(*pts)
-        healthy = t.outcome not in COLLAPSED
-        ax.plot(e, v, color="tab:green" if healthy else COLORS[t.outcome], lw=2 if healthy else 1,
-                label=f"{t.trial_id} ({'best healthy' if healthy else OUTCOME_LABELS[t.outcome]})")
-        se = spike_epoch(t)
-        if se is not None and se in e:
-            ax.plot([se], [v[e.index(se)]], marker="^", ms=9, color="tab:red", mec="k", mew=0.5,
-                    linestyle="none")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("grad_norm_max (pre-clip, per epoch)")
-    ax.set_title("the spike: largest gradient norm per epoch (^ spike)", fontsize=9)
-    ax.grid(True, which="both", alpha=0.25)
-    if shown:
-        ax.legend(fontsize=7, loc="best")
-    n_col = int(d["outcome"].isin(COLLAPSED).sum())
-    fig.suptitle(f"{exp.info.name}: what collapses ({n_col} of {len(d)} trials collapsed)")
-    return save_figure(fig, path)

@@ -18,8 +18,8 @@ from pathlib import Path, PurePosixPath
 from ptycho_model import names
 from ptycho_model.errors import InputError
 
-from ..storage.experiment import SPEC_FILE
 from ..storage.fs import newest_entry
+from ..storage.layout import CHECKPOINT_PREFIX, SPEC_FILE
 from .best import best_trial
 from .load import NoResults, NotAnExperiment
 
@@ -43,7 +43,7 @@ def _check_key(uri: str, key: str, rel: str, local: Path) -> None:
 
 
 def _is_checkpoint_part(rel: str) -> bool:
-    return any(part.startswith("checkpoint_") for part in rel.split("/"))
+    return any(part.startswith(CHECKPOINT_PREFIX) for part in rel.split("/"))
 
 
 @contextmanager
@@ -80,7 +80,7 @@ def local_copy(uri: str) -> Iterator[Path]:
             trial_dir = best_trial(local)[1]
         except NoResults:
             trial_dir = None
-        newest = (newest_entry(f"{uri.rstrip('/')}/{trial_dir.name}", "checkpoint_")
+        newest = (newest_entry(f"{uri.rstrip('/')}/{trial_dir.name}", CHECKPOINT_PREFIX)
                   if trial_dir is not None else None)
         if newest is not None:  # its best_model holds the trial's best weights
             name = newest.rsplit("/", 1)[-1]

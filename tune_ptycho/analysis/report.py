@@ -1,34 +1,62 @@
 """``tune-ptycho analyze``: the report folder, ``report.md`` and the files beside it.
 
-:func:`build_report` writes ``trials.csv``, ``results.parquet``, the figures (each guarded: a
-figure that fails becomes a placeholder and a note) and ``report.md``; :func:`analyze` does so
-for a local or a remote (``s3://``) experiment. Leaves out what goes into them: the tables
-(``tables``), figures (``plots``) and Markdown sections (``markdown``).
+:func:`build_report` writes ``trials.csv``, ``results.parquet``, the figures (the one list:
+:data:`tune_ptycho.storage.layout.REPORT_FIGURES`; each guarded: a figure that fails becomes a
+placeholder and a note) and ``report.md``; :func:`analyze` does so for a local or a remote
+(``s3://``) experiment. Leaves out what goes into them: the tables (``tables``), figures
+(``plots``, ``collapse_plot``, ``layers``) and Markdown sections (``markdown``).
 """
 
 from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptycho_model import names
 
+from ..outcomes import ERROR, FINISHED, OUTCOME_LABELS
 from ..storage.fs import is_remote
+from ..storage.layout import (
+    BEST_RECONSTRUCTION_PNG,
+    COLLAPSE_PNG,
+    CRASH_HUNT_CSV,
+    LAYERS_PNG,
+    LEARNING_CURVES_PNG,
+    PARAMS_VS_LOSS_PNG,
+    REPORT_DIR,
+    REPORT_FIGURES,
+    REPORT_MD,
+    RESULTS_PARQUET,
+    TRIALS_CSV,
+    TRIALS_PER_NODE_PNG,
+)
 from .best import best_checkpoint_dir, shown_path
+from .collapse_plot import collapse_figure
+from .collapses import collapse_bins, collapse_flag
 from .crash_hunt import load_crash_hunt, section_lines, write_csv
 from .layers import inside_lines, inside_rows, layers_figure, trial_history
-from .load import ERROR, FINISHED, OUTCOME_LABELS, load_experiment
-from .collapses import collapse_bins, collapse_flag
+from .load import load_experiment
 from .markdown import (
-    counts_line, fmt, importance_lines, md_table, node_table, param_importance, params_text,
-    spec_lines, varying_params, what_collapses_lines,
+    counts_line,
+    fmt,
+    importance_lines,
+    md_table,
+    node_table,
+    param_importance,
+    params_text,
+    spec_lines,
+    varying_params,
+    what_collapses_lines,
 )
 from .plots import (
-    best_reconstruction_figure, collapse_figure, learning_curves_figure, params_vs_loss_figure,
-    placeholder, trials_per_node_figure,
+    best_reconstruction_figure,
+    learning_curves_figure,
+    params_vs_loss_figure,
+    placeholder,
+    trials_per_node_figure,
 )
 from .ranking import scores_line
 from .tables import param_kinds, results_frame, searched_params, trials_frame, write_parquet
@@ -36,7 +64,13 @@ from .tables import param_kinds, results_frame, searched_params, trials_frame, w
 if TYPE_CHECKING:  # pandas is imported where used: every CLI command imports this package
     import pandas as pd
 
-REPORT_DIR = "report"
+# The figures report.md shows in its closing "Figures" section, with their alt text: those of
+# REPORT_FIGURES that no section of their own shows (collapse.png is in "What collapses",
+# layers.png in "Inside the collapsed trials").
+SHOWN_IN_SECTIONS = (COLLAPSE_PNG, LAYERS_PNG)
+FIGURE_ALT = {LEARNING_CURVES_PNG: "learning curves", PARAMS_VS_LOSS_PNG: "parameters vs loss",
+              BEST_RECONSTRUCTION_PNG: "best reconstruction",
+              TRIALS_PER_NODE_PNG: "trials per node"}
 
 
 @dataclass
@@ -60,9 +94,9 @@ def build_report(path: str | Path, out: str | Path | None = None,
     notes: list[str] = []
 
     df = trials_frame(exp)
-    df.to_csv(report_dir / "trials.csv", index=False)
+    df.to_csv(report_dir / TRIALS_CSV, index=False)
     res = results_frame(exp)
-    write_parquet(res, report_dir / "results.parquet")
+    write_parquet(res, report_dir / RESULTS_PARQUET)
     params = searched_params(exp)
     kinds = param_kinds(exp, params, df)
 
@@ -75,16 +109,16 @@ def build_report(path: str | Path, out: str | Path | None = None,
             traceback.print_exc()
             placeholder(p, name, f"figure failed: {type(e).__name__}: {e}"[:200])
 
-    guarded("learning_curves.png", learning_curves_figure, exp)
-    guarded("params_vs_loss.png", params_vs_loss_figure, exp, df, kinds)
-    guarded("trials_per_node.png", trials_per_node_figure, exp, df)
-    _, rec_note = best_reconstruction_figure(exp, report_dir / "best_reconstruction.png")
+    guarded(LEARNING_CURVES_PNG, learning_curves_figure, exp)
+    guarded(PARAMS_VS_LOSS_PNG, params_vs_loss_figure, exp, df, kinds)
+    guarded(TRIALS_PER_NODE_PNG, trials_per_node_figure, exp, df)
+    _, rec_note = best_reconstruction_figure(exp, report_dir / BEST_RECONSTRUCTION_PNG)
 
     ranked = exp.ranked()
     best = ranked[0] if ranked else None
     lines = [f"# tune-ptycho report: {exp.info.name}", "",
              f"Experiment: `{where}`  ",
-             f"Written: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}", "",
+             f"Written: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}", "",
              "## Spec", *spec_lines(exp)]
     if exp.spec.run.data.val_is_test:
         lines += ["", "> **Note:** `data/val_is_test` is true: trials were validated on the test "
@@ -143,7 +177,7 @@ def build_report(path: str | Path, out: str | Path | None = None,
                             r.get("error")] for _, r in errs.iterrows()])
     hunt = load_crash_hunt(exp.path)
     if hunt is not None:
-        write_csv(hunt, report_dir / "crash_hunt.csv")
+        write_csv(hunt, report_dir / CRASH_HUNT_CSV)
         lines += ["", "## Crash hunt", "",
                   *section_lines(hunt, best.trial_id if best is not None else None)]
     bins = collapse_bins(df, kinds)
@@ -151,32 +185,30 @@ def build_report(path: str | Path, out: str | Path | None = None,
     lines += ["", "## What collapses", "",
               *what_collapses_lines(exp, df, kinds, bins, for_collapse)]
     try:
-        collapse_figure(exp, df, kinds, bins, for_collapse.values, report_dir / "collapse.png")
+        collapse_figure(exp, df, kinds, bins, for_collapse.values, report_dir / COLLAPSE_PNG)
     except Exception as e:  # noqa: BLE001 - a figure must not cost the report
-        placeholder(report_dir / "collapse.png", "what collapses", f"not drawn: {e}")
-        notes.append(f"collapse.png: not drawn ({type(e).__name__}: {e})")
+        placeholder(report_dir / COLLAPSE_PNG, "what collapses", f"not drawn: {e}")
+        notes.append(f"{COLLAPSE_PNG}: not drawn ({type(e).__name__}: {e})")
     inside = inside_rows(exp)
     lines += ["", "## Inside the collapsed trials", "", *inside_lines(inside)]
     healthy = (best.trial_id, trial_history(best)) if best is not None else None
-    guarded("layers.png", layers_figure, inside, healthy, exp.spec.run.collapse.flat_std)
+    guarded(LAYERS_PNG, layers_figure, inside, healthy, exp.spec.run.collapse.flat_std)
     lines += ["", "## Parameter importance", "", *importance_lines(exp)]
     lines += ["", "## Trials per node", "", *node_table(df)]
-    lines += ["", "## Figures", "",
-              "![learning curves](learning_curves.png)", "",
-              "![parameters vs loss](params_vs_loss.png)", "",
-              "![best reconstruction](best_reconstruction.png)", "",
-              "![trials per node](trials_per_node.png)", "",
-              "![what collapses](collapse.png)"]
+    lines += ["", "## Figures"]
+    for f in REPORT_FIGURES:
+        if f not in SHOWN_IN_SECTIONS:
+            lines += ["", f"![{FIGURE_ALT[f]}]({f})"]
     if exp.spec_note:
         notes.append(exp.spec_note)
     if rec_note and ranked:
-        notes.append(rec_note if rec_note.startswith("best_reconstruction.png")
-                     else f"best_reconstruction.png: {rec_note}")
+        notes.append(rec_note if rec_note.startswith(BEST_RECONSTRUCTION_PNG)
+                     else f"{BEST_RECONSTRUCTION_PNG}: {rec_note}")
     if notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
-    lines += ["", "Files: `trials.csv` (one row per trial), `results.parquet` (one row per trial "
-                  "and epoch, config as `config/...` columns)."]
-    (report_dir / "report.md").write_text("\n".join(lines) + "\n")
+    lines += ["", f"Files: `{TRIALS_CSV}` (one row per trial), `{RESULTS_PARQUET}` (one row per "
+                  "trial and epoch, config as `config/...` columns)."]
+    (report_dir / REPORT_MD).write_text("\n".join(lines) + "\n")
 
     summary = counts_line(df)
     if best is not None:

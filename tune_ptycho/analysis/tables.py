@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ptycho_model import names
 from ptycho_model.config import flatten
 
+from ..storage.tune_files import row_epoch
 from .load import Experiment, TrialRecord, finite
 
 if TYPE_CHECKING:  # pandas is imported where used: every CLI command imports this package
@@ -28,7 +29,7 @@ STAT_COLUMNS = (names.AMP_SSIM, names.BEST_CKPT_PREFIX + names.AMP_SSIM, names.A
 def _iso(ts: float | None) -> str | None:
     if ts is None or not math.isfinite(ts):
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _times(t: TrialRecord) -> tuple[float | None, float | None]:
@@ -66,7 +67,7 @@ def trials_frame(exp: Experiment) -> pd.DataFrame:
         for p in params:
             rec[p] = t.params.get(p)
         rec.update({
-            "last_epoch": finite(last.get(names.EPOCH, last.get("training_iteration"))),
+            "last_epoch": finite(row_epoch(last)),
             names.BEST_VAL_LOSS: finite(last.get(names.BEST_VAL_LOSS)),
             names.BEST_EPOCH: finite(last.get(names.BEST_EPOCH)),
             names.VAL_LOSS: finite(last.get(names.VAL_LOSS)),
@@ -146,8 +147,8 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
 def param_kinds(exp: Experiment, params: list[str], df: pd.DataFrame) -> dict[str, str]:
     """``categorical`` | ``log`` | ``linear`` per parameter: the study's distributions first,
     then the named space's, then the values (numeric spanning more than 2 decades -> log)."""
-    import pandas as pd
     import optuna.distributions as od
+    import pandas as pd
 
     dists: dict[str, list[Any]] = {}
     if exp.study is not None:

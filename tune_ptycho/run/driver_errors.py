@@ -15,8 +15,8 @@ import traceback
 from collections.abc import Iterator
 
 from ..storage.fs import write_text
+from ..storage.layout import DRIVER_ERROR_FILE  # also read from here (launch, the tests)
 
-DRIVER_ERROR_FILE = "driver_error.txt"
 _ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt)(: |$)")
 
 

@@ -26,7 +26,6 @@ trials have finished when it is asked (docs/design.md, "Schedulers").
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -94,9 +93,10 @@ def creation_index(trial: Trial) -> int:
 class ReproducibleHyperBand(HyperBandScheduler):
     """Ray's ``HyperBandScheduler`` with ordered brackets and a restore that replays them.
 
-    ``stopped_by_rule(row)``: whether the run's stopper ended a trial on this result. Tune does not
-    show the scheduler a result its stopper acts on, so such a trial left its bracket at the
-    epoch before its last row."""
+    ``stopped_by_rule(trial_id, row)``: whether the run's stopper ended a trial on this result
+    (the service passes its ``CollapseStopper``, which asks ``ptycho_model.collapse.should_stop``,
+    the one stop decision). Tune does not show the scheduler a result its stopper acts on, so
+    such a trial left its bracket at the epoch before its last row."""
 
     def __init__(self, *, stopped_by_rule: Callable[[str, dict], bool] | None = None,
                  grace_period: int = 1, **kwargs: Any) -> None:
@@ -248,20 +248,12 @@ def _has_run(trial: Trial, time_attr: str) -> bool:
 
 
 def _history(trial: Trial, time_attr: str) -> dict[int, dict]:
-    """The trial's results by epoch from its ``result.json`` (the newest row of an epoch a
-    resumed trial reported twice); empty if it never reported."""
+    """The trial's results by epoch from its ``result.json``, read by the one reader of that file
+    (the newest row of an epoch a resumed trial reported twice); empty if it never reported."""
+    from ..storage.tune_files import result_rows
+
     try:
-        fs = trial.storage.storage_filesystem
-        with fs.open_input_stream(f"{trial.path}/result.json") as f:
-            text = f.read().decode()
-    except (OSError, AttributeError):
+        rows = result_rows(trial.path, trial.storage.storage_filesystem)
+    except AttributeError:  # a trial without a storage context
         return {}
-    rows: dict[int, dict] = {}
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:  # a line cut short by the kill
-            continue
-        if isinstance(row, dict) and time_attr in row:
-            rows[int(row[time_attr])] = row
-    return rows
+    return {int(row[time_attr]): row for row in rows if time_attr in row}

@@ -8,25 +8,30 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-
 from ..analysis.collapses import collapse_summary
 from ..analysis.ranking import best_lines, rank_key
 from ..cluster.resources import check_request, connect
-from ..secrets import aws_keys_kept_from_trials
 from ..exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_TRIAL_ERRORS
+from ..secrets import aws_keys_kept_from_trials
 from ..spec import ExperimentSpec
 from ..storage.dataset_cache import get_datasets, slim_for_trials
 from ..storage.experiment import (
-    ExperimentInfo, NotAnExperiment, create_experiment, reconcile_study, refuse_existing,
-    saved_trial_statuses, utc_stamp,
+    ExperimentInfo,
+    NotAnExperiment,
+    create_experiment,
+    reconcile_study,
+    refuse_existing,
+    saved_trial_statuses,
+    utc_stamp,
 )
 from ..storage.fs import check_writable, is_remote
+from ..storage.layout import ERROR_PICKLE, TRIAL_DIR_PREFIX
 from ..storage.lock import DriverLock
 from ..storage.study import check_reachable, load_study
-from .relocation import resumed_at
 from .disk_guard import check_space
 from .driver_errors import DRIVER_ERROR_FILE, failure_reason, tracebacks_to_file
 from .progress import ProgressCallback
+from .relocation import resumed_at
 from .searcher import repair_before_resume
 from .trackers import check_trackers, logger_callbacks, own_loggers, tracker_hints
 from .tuner import build_tuner, make_trainable, pending_trials
@@ -130,7 +135,7 @@ def drop_unreadable_error_files(experiment_dir: Path) -> int:
     """A trial that failed on a full disk leaves an empty ``error.pkl``, on which Tune's
     ResultGrid itself crashes (EOFError); without it Tune falls back to ``error.txt``."""
     n = 0
-    for f in experiment_dir.glob("trial_*/error.pkl"):
+    for f in experiment_dir.glob(f"{TRIAL_DIR_PREFIX}*/{ERROR_PICKLE}"):
         if f.stat().st_size == 0:
             f.unlink()
             n += 1

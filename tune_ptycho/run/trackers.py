@@ -29,11 +29,10 @@ from ptycho_model.errors import InputError
 
 from ..secrets import redact
 from ..storage.fs import is_remote, read_text
+from ..storage.layout import MLFLOW_ARTIFACTS, MLFLOW_DB
 
 TRACKERS = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}  # -> module
 EXTRA = 'pip install -e ".[trackers]"'
-MLFLOW_DB = "mlflow.db"
-MLFLOW_ARTIFACTS = "mlartifacts"  # the MLflow experiment's artifact root, inside the experiment
 WANDB_PROJECT = "tune-ptycho"
 NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 

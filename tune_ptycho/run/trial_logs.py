@@ -19,7 +19,9 @@ from pathlib import Path
 import pyarrow.fs
 from ray import tune
 
-LOG_FILES = ("result.json", "progress.csv")
+from ..storage.layout import PROGRESS_FILE, RESULT_FILE
+
+LOG_FILES = (RESULT_FILE, PROGRESS_FILE)
 
 logger = logging.getLogger(__name__)
 

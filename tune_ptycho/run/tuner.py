@@ -1,6 +1,6 @@
-"""Assembling the Tuner: Optuna search on a persisted study, ASHA or HyperBand on the current
-val_loss, the collapse stopper, checkpoint scoring that keeps the best pre-collapse weights, and
-retries."""
+"""Assembling the Tuner: Optuna search on a persisted study, the trial scheduler
+(:data:`.schedulers.TRIAL_SCHEDULERS`: ASHA, HyperBand or none, on the current val_loss), the
+collapse stopper, checkpoint scoring that keeps the best pre-collapse weights, and retries."""
 
 from __future__ import annotations
 
@@ -11,19 +11,21 @@ from contextlib import contextmanager
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from ptycho_model import names
 from ptycho_model.data import Datasets
 from search_spaces import make_sampler
 from trainables.ptycho import train_ptycho
 
-from .hyperband import ReproducibleHyperBand
-from .relocation import place_new_trial
-from .searcher import ResumableOptunaSearch
 from ..spec import ExperimentSpec
-from .stoppers import CollapseStopper
+from ..storage.layout import TRIAL_DIR_PREFIX
 from ..storage.study import open_storage
+
+# experiments made before .ray_schedulers existed pickled these as tune_ptycho.run.tuner.*
+from .ray_schedulers import NoEarlyStop, ValLossASHA, ValLossHyperBand  # noqa: F401
+from .schedulers import build_trial_scheduler, trial_scheduler
+from .searcher import ResumableOptunaSearch
+from .stoppers import collapse_stopper
 from .trial_logs import KeepLogsOnRetry
 
 
@@ -54,62 +56,18 @@ def make_searcher(spec: ExperimentSpec, study_url: str, study_name: str) -> Resu
                                      max_epochs=spec.run.train.max_epochs)
 
 
-class _ServiceScheduler:
-    """What every trial scheduler of the service adds to Ray's.
-
-    * It keeps the metric it was built with. TuneConfig names the study's ``objective`` (and
-      ``min``) so that Ray's readers of the experiment (``Tuner.restore(...).get_results()
-      .get_best_result()``) need no arguments; Tune then offers that metric to the scheduler as
-      well and refuses one built with its own. ASHA and HyperBand judge on the *current*
-      val_loss (docs/design.md).
-    * A trial added while a copied or moved experiment resumes goes where the experiment is
-      now (:mod:`.relocation`)."""
-
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
-        return True
-
-    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        place_new_trial(trial)
-        super().on_trial_add(tune_controller, trial)
-
-
-class ValLossASHA(_ServiceScheduler, ASHAScheduler):
-    pass
-
-
-class ValLossHyperBand(_ServiceScheduler, ReproducibleHyperBand):
-    pass
-
-
-class NoEarlyStop(_ServiceScheduler, FIFOScheduler):
-    pass
-
-
 def make_scheduler(spec: ExperimentSpec):
-    a = spec.scheduler
-    if a.name == "hyperband":
-        return ValLossHyperBand(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
-                                     max_t=spec.run.train.max_epochs,
-                                     reduction_factor=a.reduction_factor,
-                                     grace_period=spec.grace,
-                                     stopped_by_rule=collapse_stopper(spec))
-    if a.name == "asha":
-        return ValLossASHA(time_attr=names.EPOCH, metric=names.VAL_LOSS, mode=names.MODE,
-                             max_t=spec.run.train.max_epochs, grace_period=spec.grace,
-                             reduction_factor=a.reduction_factor, brackets=a.brackets)
-    return NoEarlyStop()
-
-
-def collapse_stopper(spec: ExperimentSpec) -> CollapseStopper:
-    return CollapseStopper(on_collapse=spec.run.collapse.stop)
+    """The study's trial scheduler, built by its registry entry."""
+    return build_trial_scheduler(spec)
 
 
 def max_concurrent_trials(spec: ExperimentSpec) -> int | None:
     """``search/max_concurrent``, except under HyperBand: a bracket needs all its members at
     once, most of them paused at a rung, and Tune's limit counts paused trials too, so a limit
     below the bracket size would decide each rung on the first few trials. Under HyperBand the
-    resources alone bound how many trials run at a time."""
-    if spec.scheduler.name == "hyperband":
+    resources alone bound how many trials run at a time (any scheduler whose entry needs
+    ``whole_brackets``)."""
+    if trial_scheduler(spec.scheduler.name).whole_brackets:
         return None
     return spec.search.max_concurrent or None
 
@@ -121,7 +79,7 @@ def pending_trials(spec: ExperimentSpec) -> Iterator[None]:
     for the one before it to get its actor. ``search/max_concurrent`` trials may wait to start
     instead (Tune reads the variable when the run starts; it is put back after)."""
     key = "TUNE_MAX_PENDING_TRIALS_PG"
-    if spec.scheduler.name != "hyperband" or key in os.environ:
+    if not trial_scheduler(spec.scheduler.name).whole_brackets or key in os.environ:
         yield
         return
     os.environ[key] = str(spec.search.max_concurrent or 16)
@@ -171,4 +129,4 @@ def build_tuner(spec: ExperimentSpec, data: Datasets, name: str, storage_path: s
 
 
 def _dirname(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
+    return f"{TRIAL_DIR_PREFIX}{trial.trial_id}"

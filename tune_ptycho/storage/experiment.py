@@ -1,33 +1,28 @@
-"""One experiment directory: its files' names, creating it, loading it, reading its trials' rows.
+"""One experiment directory: creating it, loading it, and what Tune saved of its trials.
 
 Directory (docs/design.md, "Experiment directory"): ``<storage>/<name>/`` holds Ray Tune's
 own layout plus ``spec.json``, ``dataset.json`` (the data fingerprint and checksums),
 ``study.json`` (where the Optuna study is), ``optuna.db`` (unless ``--study-storage``), and after
-``analyze`` a ``report/`` folder. Every path goes through :mod:`tune_ptycho.storage.fs`, so local
+``analyze`` a ``report/`` folder; every file's name is :mod:`.layout`'s, and Tune's own files are
+read by :mod:`.tune_files`. Every path goes through :mod:`tune_ptycho.storage.fs`, so local
 paths, shared filesystems and ``s3://`` are one code path.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ptycho_model import names
 from ptycho_model.errors import InputError
 
 from ..spec import ExperimentSpec, build_spec
-from .fs import exists, is_remote, newest_entry, read_text, write_text
+from .fs import exists, is_remote, read_text, write_text
+from .layout import DATASET_FILE, SPEC_FILE, STUDY_META, TUNER_FILE
 from .study import fail_orphans, load_study, storage_url, study_record, url_from_record
-
-SPEC_FILE = "spec.json"
-DATASET_FILE = "dataset.json"
-STUDY_META = "study.json"
-TUNER_FILE = "tuner.pkl"  # Ray Tune's own: the experiment Tuner.restore resumes
-RESULT_FILE = "result.json"  # Ray Tune's own: a trial's reported rows, one JSON object per line
+from .tune_files import trial_states
 
 
 class NotAnExperiment(InputError):
@@ -40,13 +35,13 @@ class ExperimentExists(InputError):
 
 def utc_stamp() -> str:
     """The UTC time of day in default names: ``20261123T110225Z``."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def experiment_uri(storage_path: str, name: str) -> str:
     if is_remote(storage_path):
         return storage_path.rstrip("/") + "/" + name
-    return str((Path(storage_path).expanduser().resolve() / name))
+    return str(Path(storage_path).expanduser().resolve() / name)
 
 
 @dataclass(frozen=True)
@@ -124,16 +119,7 @@ def saved_trial_statuses(uri: str) -> dict[str, str]:
     """Trial id -> status in Tune's latest saved experiment state. After an interrupt (Ctrl+C, or
     the storage guard) the in-memory ResultGrid calls every trial terminated; the saved state
     keeps them RUNNING, which is what ``Tuner.restore`` resumes."""
-    snap = newest_entry(uri, "experiment_state-", ".json")
-    if snap is None:
-        return {}
-    data = json.loads(read_text(snap))
-    out = {}
-    for entry in data.get("trial_data", []):
-        t = json.loads(entry[0]) if isinstance(entry, list) else entry
-        if isinstance(t, dict) and "trial_id" in t:
-            out[t["trial_id"]] = t.get("status", "")
-    return out
+    return {tid: st["status"] or "" for tid, st in trial_states(uri, newest_only=True).items()}
 
 
 def reconcile_study(info: ExperimentInfo) -> int:
@@ -142,47 +128,3 @@ def reconcile_study(info: ExperimentInfo) -> int:
     except KeyError:
         return 0
     return fail_orphans(study)
-
-
-# ------------------------------------------------------------------ a trial's reported rows
-
-
-def result_rows(trial_dir: str | Path) -> list[dict[str, Any]]:
-    """Every row a trial reported, in order, from its ``result.json`` (one JSON object a line).
-
-    The one reader of that file: a missing file gives no rows, and a line cut short by a killed
-    writer is skipped. A retried trial may hold an epoch twice (:func:`newest_per_epoch`).
-    """
-    rows: list[dict[str, Any]] = []
-    try:
-        text = (Path(trial_dir) / RESULT_FILE).read_text()
-    except OSError:
-        return rows
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(d, dict):
-            rows.append(d)
-    return rows
-
-
-def _epoch_of(row: dict[str, Any]) -> float:
-    try:
-        return float(row.get(names.EPOCH, row.get("training_iteration")))
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def newest_per_epoch(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per epoch, the last reported (a retried trial re-reports the epochs after its
-    checkpoint), in epoch order."""
-    by_epoch: dict[Any, dict[str, Any]] = {}
-    for i, r in enumerate(rows):
-        key = r.get(names.EPOCH, r.get("training_iteration", f"row{i}"))
-        by_epoch.pop(key, None)
-        by_epoch[key] = r
-    return sorted(by_epoch.values(), key=_epoch_of)

@@ -10,8 +10,8 @@ import pyarrow.fs as pafs
 
 from ptycho_model.errors import InputError
 
-__all__ = ["StorageError", "check_writable", "delete", "exists", "is_remote", "newest_entry",
-           "read_bytes", "read_text", "write_text"]
+__all__ = ["StorageError", "check_writable", "delete", "entries", "exists", "is_remote",
+           "newest_entry", "read_bytes", "read_text", "write_text"]
 
 
 class StorageError(InputError):
@@ -51,18 +51,25 @@ def read_text(uri: str) -> str:
     return read_bytes(uri).decode()
 
 
-def newest_entry(uri: str, prefix: str, suffix: str = "") -> str | None:
-    """The URI of the newest ``prefix*suffix`` entry directly in ``uri`` (Tune stamps its
-    snapshots with their time and numbers checkpoints with zero padding, so the newest sorts
-    last), or None."""
+def entries(uri: str, prefix: str, suffix: str = "") -> list[str]:
+    """The URIs of the ``prefix*suffix`` entries directly in ``uri``, sorted by name: Tune stamps
+    its snapshots with their time and numbers checkpoints with zero padding, so the newest sorts
+    last. Empty when ``uri`` cannot be listed."""
     fs, path = _fs(uri)
     try:
         infos = fs.get_file_info(pafs.FileSelector(path))
     except OSError:
-        return None
+        return []
     found = sorted(i.base_name for i in infos
                    if i.base_name.startswith(prefix) and i.base_name.endswith(suffix))
-    return f"{uri.rstrip('/')}/{found[-1]}" if found else None
+    return [f"{uri.rstrip('/')}/{name}" for name in found]
+
+
+def newest_entry(uri: str, prefix: str, suffix: str = "") -> str | None:
+    """The URI of the newest ``prefix*suffix`` entry directly in ``uri`` (:func:`entries`), or
+    None."""
+    found = entries(uri, prefix, suffix)
+    return found[-1] if found else None
 
 
 def delete(uri: str) -> None:

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,7 @@ class DriverLock:
         now = time.time()
         return Holder(host=socket.gethostname(), pid=os.getpid(),
                       process_started=process_start_time(os.getpid()),
-                      since=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                      since=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                       lease_until=now + self.lease_s, token=uuid.uuid4().hex)
 
     # ------------------------------------------------------------------ taking and giving back

@@ -31,6 +31,7 @@ import pyarrow.fs as pafs
 from ptycho_model.errors import InputError
 
 from .fs import _fs, is_remote, read_bytes
+from .layout import ERROR_PICKLE, PICKLE_FILES, STATE_FILES
 
 __all__ = ["ALLOWED", "UntrustedPickle", "check_trusted", "experiment_pickles", "scan_pickle"]
 
@@ -99,9 +100,11 @@ _ALLOWED_BY_MODULE: dict[str, str] = {
     "tensorboardX.writer": "SummaryWriter",
     "tune_ptycho.run.disk_guard": "StorageGuard",
     "tune_ptycho.run.progress": "ProgressCallback",
+    "tune_ptycho.run.ray_schedulers": "NoEarlyStop ValLossASHA ValLossHyperBand",
     "tune_ptycho.run.searcher": "ResumableOptunaSearch",
     "tune_ptycho.run.stoppers": "CollapseStopper",
     "tune_ptycho.run.trial_logs": "KeepLogsOnRetry",
+    # the scheduler classes lived here before run.ray_schedulers: older tuner.pkl files name them
     "tune_ptycho.run.tuner": "NoEarlyStop ValLossASHA ValLossHyperBand _dirname",
     "tune_ptycho.run.wandb_keyless": "KeylessWandbCallback",
     "tune_ptycho.storage.study": "ExperimentStudyStorage",
@@ -116,11 +119,9 @@ _CLOUDPICKLE_FALLBACK = "CLOUDPICKLE_FALLBACK"  # ray.tune.utils.serialization's
 # Trial.__getstate__ hex-encodes these fields' cloudpickles (ray.tune.experiment.trial)
 _TRIAL_HEX_FIELDS = ("results", "extra_arg", "placement_group_factory", "_resources",
                      "_default_placement_group_factory")
-# The root files Tune's restore unpickles whole (the newest of each pattern; all are scanned).
-# Not a leftover ``tmp-*`` of a write a killed driver cut short: Tune never reads those.
-_PICKLE_FILES = ("tuner.pkl", "searcher-state-*.pkl", "callback-states-*.pkl",
-                 "search_gen_state-*.json")
-_STATE_FILES = "experiment_state-*.json"
+# The root files Tune's restore unpickles whole (layout.PICKLE_FILES: the newest of each
+# pattern; all are scanned) and its snapshots (layout.STATE_FILES). Not a leftover ``tmp-*`` of a
+# write a killed driver cut short: Tune never reads those.
 _CONST_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING",
               "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "INT", "BININT",
               "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT"}
@@ -426,11 +427,11 @@ def experiment_pickles(uri: str) -> Iterator[tuple[str, bytes]]:
     for name, is_dir in _listing(root):
         where = f"{root}/{name}"
         if is_dir:
-            if any(n == "error.pkl" and not d for n, d in _listing(where)):
-                yield f"{name}/error.pkl", read_bytes(f"{where}/error.pkl")
-        elif any(fnmatch.fnmatchcase(name, p) for p in _PICKLE_FILES):
+            if any(n == ERROR_PICKLE and not d for n, d in _listing(where)):
+                yield f"{name}/{ERROR_PICKLE}", read_bytes(f"{where}/{ERROR_PICKLE}")
+        elif any(fnmatch.fnmatchcase(name, p) for p in PICKLE_FILES):
             yield name, read_bytes(where)
-        elif fnmatch.fnmatchcase(name, _STATE_FILES):
+        elif fnmatch.fnmatchcase(name, STATE_FILES):
             try:
                 text = read_bytes(where).decode()
             except UnicodeDecodeError:  # Tune's reader fails before it parses anything
@@ -478,7 +479,7 @@ def _trial_files_outside(uri: str) -> Iterator[str]:
     state; each must be the plain name Tune writes."""
     root = uri.rstrip("/")
     for name, is_dir in _listing(root):
-        if is_dir or not fnmatch.fnmatchcase(name, _STATE_FILES):
+        if is_dir or not fnmatch.fnmatchcase(name, STATE_FILES):
             continue
         try:
             trials = json.loads(read_bytes(f"{root}/{name}")).get("trial_data") or []
@@ -489,7 +490,7 @@ def _trial_files_outside(uri: str) -> Iterator[str]:
                     for e in (entry if isinstance(entry, list) else [entry])]
             for doc in (d for d in docs if isinstance(d, dict)):
                 err = doc.get("pickled_error_filename")
-                if err not in (None, "error.pkl"):
+                if err not in (None, ERROR_PICKLE):
                     yield f"{name}: trial {i} names its pickled error {err!r}"
                 storage = doc.get("storage")
                 if isinstance(storage, dict) and storage.get("_type") == _CLOUDPICKLE_FALLBACK:
@@ -504,8 +505,8 @@ def check_trusted(uri: str, trust: bool = False) -> None:
     if trust:
         return
     for name, data in experiment_pickles(uri):
-        if not data and name.endswith("/error.pkl"):  # a full disk's leftover: resume drops it
-            continue
+        if not data and name.endswith("/" + ERROR_PICKLE):
+            continue  # a full disk's leftover: resume drops it
         bad = scan_pickle(data)
         if not bad:
             continue

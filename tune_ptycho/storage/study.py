@@ -11,7 +11,8 @@ import optuna
 
 from ptycho_model.errors import InputError
 
-STUDY_FILE = "optuna.db"
+from .layout import STUDY_FILE
+
 CONNECT_TIMEOUT_S = 10  # a database host that does not answer fails in seconds, never hangs
 
 

@@ -10,7 +10,8 @@ Wilson 95% interval is wider than ``2 x --halfwidth``, until every point is narr
 
 On disk, under ``STORAGE/NAME/``: ``cliff.json`` (the plan and its rounds), ``round_1/``,
 ``round_2/`` ... (experiments like any: ``tune-ptycho resume`` and ``analyze`` work on each), and
-``report/`` with ``cliff.csv``, ``cliff.png`` and ``report.md`` (:mod:`.analysis.cliff`). Running
+``report/`` with ``cliff.csv``, ``cliff.png`` and ``report.md`` (:mod:`tune_ptycho.analysis.cliff`,
+which also reads the plan back: :class:`~tune_ptycho.analysis.cliff.Plan`). Running
 the same command again continues the map: an interrupted round is resumed, and a new
 ``--halfwidth`` or ``--max-seeds`` adds the rounds it needs.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,12 @@ from ptycho_model.config import flatten
 from ptycho_model.errors import InputError
 from ptycho_model.presets import get_preset
 
-CLIFF_META = "cliff.json"
-SEED_PATH = "train/seed"
+from ..analysis.cliff import Plan, load_cliff, read_plan, write_report
+from ..analysis.collapses import wilson
+from ..analysis.crash_hunt import SEED_PATH
+from ..storage.layout import CLIFF_CSV, CLIFF_META, CLIFF_PNG, REPORT_MD, SPEC_FILE
+from .schedulers import NONE as NO_SCHEDULER
+
 DEFAULT_AXIS = "optim/lr"
 DEFAULT_ARMS = ("cliff", "cliff_agc", "stable_layerscale")
 
@@ -61,47 +65,6 @@ def log_values(low: float, high: float, n: int) -> list[float]:
     return [float(f"{low * (high / low) ** (i / (n - 1)):.3g}") for i in range(n)]
 
 
-@dataclass
-class Plan:
-    preset: str
-    axis: str
-    values: list[float]
-    arms: dict[str, dict[str, Any]]  # arm -> its full point (every varied path but axis, seed)
-    seeds: int  # per point per round
-    halfwidth: float
-    max_seeds: int
-    base_seed: int
-    sets: dict[str, Any]
-    rounds: list[dict[str, Any]]  # [{"name": "round_1", "points": [[arm, value, seed], ...]}]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Plan:
-        return cls(**d)
-
-    def same_map(self, other: Plan) -> str | None:
-        """The first setting in which ``other`` asks for another map than this one, or None."""
-        for k in ("preset", "axis", "values", "arms", "seeds", "sets"):
-            if getattr(self, k) != getattr(other, k):
-                return k
-        return None
-
-    def point_params(self, arm: str, value: float, seed: int) -> dict[str, Any]:
-        return {**self.arms[arm], self.axis: value, SEED_PATH: seed}
-
-    @staticmethod
-    def resolved_space(points: list[dict[str, Any]]) -> dict[str, Any]:
-        """Every path of ``points`` as a categorical of the values they give it."""
-        seen: dict[str, list] = {}
-        for pt in points:
-            for k, x in pt.items():
-                if x not in seen.setdefault(k, []):
-                    seen[k].append(x)
-        return {k: {"choices": vals} for k, vals in seen.items()}
-
-
 def fill_arms(preset: str, names: list[str], axis: str, sets: dict[str, Any]
               ) -> dict[str, dict[str, Any]]:
     """Each arm as a full point: every path any arm sets, the others' taken from the preset
@@ -131,8 +94,6 @@ def fill_arms(preset: str, names: list[str], axis: str, sets: dict[str, Any]
 
 
 def wilson_halfwidth(k: int, n: int) -> float:
-    from .analysis.crash_hunt import wilson
-
     if n == 0:
         return math.inf
     lo, hi = wilson(k, n)
@@ -166,22 +127,17 @@ def round_spec(plan: Plan, root: str, rnd: dict[str, Any]):
     """A round's experiment spec: its points as explicit points, no early stopping."""
     from dataclasses import replace
 
-    from .spec import build_spec, validate
+    from ..spec import build_spec, validate
 
     points = [plan.point_params(a, v, s) for a, v, s in rnd["points"]]
     flags = {"preset": plan.preset, "storage/path": root, "storage/name": rnd["name"],
-             "scheduler/name": "none", "search/num_samples": len(points),
+             "scheduler/name": NO_SCHEDULER, "search/num_samples": len(points),
              "search/seed_points": False, "search/seed_arms": 0}
     spec = build_spec(None, flags, dict(plan.sets))
     search = replace(spec.search, points=points, resolved=plan.resolved_space(points))
     spec = replace(spec, search=search)
     validate(spec)
     return spec
-
-
-def read_plan(root: Path) -> Plan | None:
-    f = root / CLIFF_META
-    return Plan.from_dict(json.loads(f.read_text())) if f.is_file() else None
 
 
 def write_plan(root: Path, plan: Plan) -> None:
@@ -194,9 +150,7 @@ def write_plan(root: Path, plan: Plan) -> None:
 def cliff(root: Path, plan: Plan, address: str | None = None, dashboard: bool = True,
           progress: bool = True, max_rounds: int = 20) -> int:
     """Run (or continue) the map at ``root``; write its report after every round."""
-    from .analysis.cliff import load_cliff, write_report
-    from .run.launch import resume, run
-    from .storage.experiment import SPEC_FILE
+    from .launch import resume, run
 
     old = read_plan(root)
     if old is not None:
@@ -234,5 +188,5 @@ def cliff(root: Path, plan: Plan, address: str | None = None, dashboard: bool = 
                    study_name=f"{root.name}.{rnd['name']}") or code
         write_report(root)
     out = write_report(root)
-    print(f"cliff report: {out}/report.md, {out}/cliff.csv, {out}/cliff.png")
+    print(f"cliff report: {out}/{REPORT_MD}, {out}/{CLIFF_CSV}, {out}/{CLIFF_PNG}")
     return code

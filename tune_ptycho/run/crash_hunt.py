@@ -9,7 +9,7 @@ configuration (paired: a seed that is hard for one is tried on all).
 The reruns are a follow-up Tune experiment at ``EXPERIMENT/crash_hunt/``, on the same machinery
 and storage as any study (local, shared filesystem or ``s3://``): each (configuration, seed) is
 one enqueued point of its Optuna study, so ``tune-ptycho resume EXPERIMENT/crash_hunt`` after a
-killed driver runs every one exactly once (:func:`tune_ptycho.run.searcher.repair_before_resume`).
+killed driver runs every one exactly once (:func:`.searcher.repair_before_resume`).
 No early stopping: every run ends at ``train/max_epochs``, or when the collapse rule stops it.
 ``crash_hunt.json`` beside its ``spec.json`` records the plan. The results are read by
 :mod:`tune_ptycho.analysis.crash_hunt` into ``EXPERIMENT/report/crash_hunt.csv`` and the report.
@@ -26,13 +26,12 @@ from typing import Any
 from ptycho_model import names
 from ptycho_model.errors import InputError
 
-from .spec import ExperimentSpec, validate
-from .storage.experiment import ExperimentInfo, refuse_existing
-from .storage.fs import is_remote, write_text
-
-CRASH_HUNT_DIR = "crash_hunt"
-CRASH_HUNT_META = "crash_hunt.json"
-SEED_PATH = "train/seed"
+from ..analysis.crash_hunt import SEED_PATH
+from ..spec import ExperimentSpec, validate
+from ..storage.experiment import ExperimentInfo, refuse_existing
+from ..storage.fs import exists, is_remote, read_text, write_text
+from ..storage.layout import CRASH_HUNT_CSV, CRASH_HUNT_DIR, CRASH_HUNT_META, REPORT_MD
+from .schedulers import NONE as NO_SCHEDULER
 
 
 class CrashHuntRefused(InputError):
@@ -55,7 +54,8 @@ def hunt_seeds(spec: ExperimentSpec, n: int) -> list[int]:
 def pick_trials(exp, top: int) -> list[Any]:
     """The ``top`` trials with the lowest best_val_loss among those that reported (any outcome).
     Refused, naming what the experiment holds, when none reported."""
-    from .analysis.load import OUTCOME_LABELS, finite
+    from ..analysis.load import finite
+    from ..outcomes import OUTCOME_LABELS
 
     done = [t for t in exp.trials if t.rows and finite(t.last.get(names.BEST_VAL_LOSS)) is not None
             and t.params]
@@ -83,24 +83,22 @@ def hunt_spec(parent: ExperimentInfo, configs: list[dict[str, Any]], seeds: list
     search = replace(spec.search, num_samples=len(points), points=points, resolved=resolved,
                      seed_points=False, seed_arms=0)
     storage = replace(spec.storage, path=parent.uri, name=CRASH_HUNT_DIR)
-    hunt = replace(spec, search=search, scheduler=replace(spec.scheduler, name="none"),
+    hunt = replace(spec, search=search, scheduler=replace(spec.scheduler, name=NO_SCHEDULER),
                    storage=storage)
     validate(hunt)
     return hunt
 
 
 def is_crash_hunt(uri: str) -> bool:
-    from .storage.fs import exists
-
     return exists(uri.rstrip("/") + "/" + CRASH_HUNT_META)
 
 
 def crash_hunt(path: str, top: int, seeds: int, address: str | None = None,
                dashboard: bool = True, progress: bool = True) -> int:
     """Plan, run and report a crash hunt of the experiment at ``path``; returns the exit code."""
-    from .analysis.load import load_experiment
-    from .analysis.remote import local_copy
-    from .run.launch import run
+    from ..analysis.load import load_experiment
+    from ..analysis.remote import local_copy
+    from .launch import run
 
     check_counts(top, seeds)
     parent = ExperimentInfo.load(path)
@@ -134,19 +132,13 @@ def report_parent(hunt_uri: str) -> None:
     A report that cannot be built must not cost the runs: say so and go on."""
     import sys
 
-    from .analysis import analyze
+    from ..analysis.report import analyze
 
-    meta = json.loads(_read(hunt_uri.rstrip("/") + "/" + CRASH_HUNT_META))
+    meta = json.loads(read_text(hunt_uri.rstrip("/") + "/" + CRASH_HUNT_META))
     try:
         out = analyze(meta["parent"])
     except Exception as e:  # noqa: BLE001
         print(f"crash hunt: the report was not rebuilt ({type(e).__name__}: {e}); run "
               f"`tune-ptycho analyze {meta['parent']}`", file=sys.stderr)
         return
-    print(f"crash hunt report: {out}/report.md and {out}/crash_hunt.csv")
-
-
-def _read(uri: str) -> str:
-    from .storage.fs import read_text
-
-    return read_text(uri)
+    print(f"crash hunt report: {out}/{REPORT_MD} and {out}/{CRASH_HUNT_CSV}")
