@@ -417,10 +417,6 @@ def _assemble(preset: str, merged: dict[str, Any]) -> ExperimentSpec:
     return ExperimentSpec(preset=preset, run=run, **parts)
 
 
-def load_spec(path: str | Path) -> ExperimentSpec:
-    return build_spec(read_spec_file(path))
-
-
 def validate(spec: ExperimentSpec) -> None:
     from search_spaces import get_space  # the service, not the model core, knows the spaces
 
@@ -511,4 +507,4 @@ def _check_urls(st: StorageSpec) -> None:
 
 __all__ = ["ExperimentSpec", "SearchSpec", "SchedulerSpec", "ResourcesSpec",
            "StorageSpec", "SpecPath", "build_spec", "default_seed_arms", "spec_paths",
-           "load_spec", "read_spec_file", "validate", "unflatten"]
+           "read_spec_file", "validate", "unflatten"]
