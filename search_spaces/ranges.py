@@ -3,8 +3,11 @@
 A :class:`Range` is one config path's range: a float (``low``, ``high``, ``log``), an int
 (``low``, ``high``, ``int: true``) or ``choices``, with an optional condition ``when`` on
 parameters suggested before it (``{"sched/name": "warmup_cosine"}``; a list of values means any
-of them). One path may carry several conditional ranges; the first whose condition holds is the
-one sampled. ``choices: "*"`` stands for every name of the path's registry
+of them). A number range with ``low == high`` is that one value: a path whose conditional ranges
+each pin one value (``clip/threshold`` 1.0 for norm, 0.01 for AGC) must be written so, since
+Optuna refuses one parameter name with different categorical choices in a study, while float
+ranges of one name may differ. One path may carry several conditional ranges; the first whose
+condition holds is the one sampled. ``choices: "*"`` stands for every name of the path's registry
 (:func:`ptycho_model.config.choices`), resolved when the space is resolved.
 
 A :class:`DeclaredSpace` is an ordered tuple of ranges. Called with an Optuna trial it makes, in
@@ -149,8 +152,9 @@ class Range:
             raise ConfigError(f"{where}: give low and high (a number range) or choices")
         if not r.categorical:
             low, high = r.bounds()
-            if not low < high:
-                raise ConfigError(f"{where}: low={low!r} must be < high={high!r}")
+            if not low <= high:  # low == high: one value (see the module docstring)
+                raise ConfigError(f"{where}: low={low!r} must be < high={high!r} (or equal "
+                                  "to it: one value)")
             if r.log and low <= 0:
                 raise ConfigError(f"{where}: log=true needs low > 0, got low={low!r}")
             if r.int and (low != int(low) or high != int(high)):

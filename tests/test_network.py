@@ -95,14 +95,16 @@ def test_local_study_listens_on_loopback_only_and_keeps_the_token_private(tmp_pa
     answers: dict[tuple[int, str], int | str] = {}
     try:
         deadline = time.monotonic() + 90
+        # Sample until a trial has reported (every component is up by then) and the dashboard has
+        # answered over HTTP; a port asked before its server was ready is asked again.
         while time.monotonic() < deadline and proc.poll() is None:
             for ip, port, name in _listeners(proc.pid):
                 seen.setdefault((ip, port), name)
-            if any(f.stat().st_size for f in storage.rglob("result.json")):
-                for ip, port, name in _listeners(proc.pid):  # a trial has reported: all up
-                    seen.setdefault((ip, port), name)
-                    if "dashboard.py" in name or "RuntimeEnvAgent" in name:
-                        answers[(port, name)] = _http_status(port, "/api/version")
+                if ("dashboard.py" in name or "RuntimeEnvAgent" in name) \
+                        and not isinstance(answers.get((port, name)), int):
+                    answers[(port, name)] = _http_status(port, "/api/version")
+            reported = any(f.stat().st_size for f in storage.rglob("result.json"))
+            if reported and 401 in answers.values():
                 break
             time.sleep(0.5)
         out, _ = proc.communicate(timeout=120)

@@ -62,6 +62,20 @@ def test_spec_params_override_narrow_and_add():
     assert pickle.loads(pickle.dumps(space)) == space  # Ray snapshots the searcher with it
 
 
+def test_low_equal_to_high_pins_one_value_per_branch_of_one_path():
+    """A number range with low == high is that one value: one path (clip/threshold) can pin a
+    different value in each conditional branch, which Optuna refuses for categorical choices."""
+    pinned = {"clip/threshold": [
+        {"low": 1.0, "high": 1.0, "log": True, "when": {"clip/algorithm": "norm"}},
+        {"low": 0.01, "high": 0.01, "log": True, "when": {"clip/algorithm": "agc"}}]}
+    spec = build_spec({"preset": "cpu", "search": {"space": "stage_a", "params": pinned}})
+    seen = {}
+    for p in _sample(spec.space, 16):
+        if p["clip/algorithm"] != "none":
+            seen.setdefault(p["clip/algorithm"], set()).add(p["clip/threshold"])
+    assert seen == {"norm": {1.0}, "agc": {0.01}}, seen
+
+
 def test_presets_move_the_ranges_and_every_preset_runs_its_default_space():
     for preset in ("tiny", "cpu", "stage_a", "stage_a_upstream"):
         spec = build_spec({"preset": preset})  # the full space, the preset's own epochs

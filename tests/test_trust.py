@@ -196,7 +196,9 @@ EXTRA = {  # each option that changes what Tune pickles, in two tiny studies
 }
 
 
-@pytest.fixture(scope="module")
+# session scope: the slow tests run first, so a module fixture would be built again when the
+# worker comes back to this module after another one
+@pytest.fixture(scope="session")
 def service_experiments(ray_session, tiny_experiment, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("trust")
     out = {"asha-tensorboard": tiny_experiment}
