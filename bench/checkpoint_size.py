@@ -10,6 +10,7 @@ every 5th (``--checkpoint-every 5``).
 
     python bench/checkpoint_size.py                 # tiny, cpu, stage_a (stage_a: ~1 GB, ~30 s)
     python bench/checkpoint_size.py --presets tiny cpu
+    python bench/checkpoint_size.py --quick       # smoke: tiny, one write
 """
 
 from __future__ import annotations
@@ -67,17 +68,25 @@ def measure(preset: str, repeats: int) -> list:
             f"{100 * total / (5 * UPSTREAM_EPOCH_S):.1f}%"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark with ``argv`` (the command line's by default); 0 when it ran."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["tiny", "cpu", "stage_a"])
     ap.add_argument("--repeats", type=int, default=3, help="best of N writes")
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny preset, one write")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.presets, args.repeats = ["tiny"], 1
+    if args.repeats < 1:
+        ap.error(f"--repeats {args.repeats}: give at least 1")
     banner("checkpoint size and write time", {"presets": " ".join(args.presets),
-                                              "repeats": args.repeats})
+                                              "repeats": args.repeats,
+                                              "quick": args.quick})
     rows = [measure(p, args.repeats) for p in args.presets]
     print(table(["preset", "arch", "params", "checkpoint MB", "save s", "persist copy s",
                  "vs 35 s epoch, every epoch", "every 5th"], rows))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -12,6 +12,8 @@ it again, it goes on where it stopped.
     python bench/collapse_labels.py                 # the whole grid, 2 processes (~50 min)
     python bench/collapse_labels.py --limit 4       # the first 4 runs only
     python bench/collapse_rule.py                   # labels, confusion matrices, thresholds
+    python bench/collapse_labels.py --quick         # smoke: 1 tiny healthy run of 2 epochs,
+                                                    # in this process, to a temp file
 
 The grid: the cpu preset's cliff arm (hybrid, Adam, warmup_cosine over 6 epochs, min ratio 0.05)
 at peak LRs around its cliff, its AGC 0.01 twin, its norm-clip 1.0 twin, stable_hybrid with
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -70,7 +73,9 @@ def runs() -> list[tuple[str, str, dict, int]]:
     return out
 
 
-def train_one(run_id: str, arm: str, overrides: dict, seed: int, cache: str) -> dict:
+def train_one(run_id: str, arm: str, overrides: dict, seed: int, cache: str,
+              preset: str = "cpu", epochs: int | None = None) -> dict:
+    """One run of the grid, never stopped on a flag, its test image scored every epoch."""
     import numpy as np
     import torch
 
@@ -80,8 +85,10 @@ def train_one(run_id: str, arm: str, overrides: dict, seed: int, cache: str) -> 
     from tune_ptycho.storage.dataset_cache import get_datasets
 
     torch.set_num_threads(1)
-    cfg = preset_config("cpu", {**overrides, "train/seed": seed, "train/eval_every": 1,
-                                "collapse/stop": False})
+    updates = {**overrides, "train/seed": seed, "train/eval_every": 1, "collapse/stop": False}
+    if epochs:
+        updates["train/max_epochs"] = epochs
+    cfg = preset_config(preset, updates)
     data, _, _ = get_datasets(cfg.data, cache, log=lambda _: None)
     trainer = Trainer(cfg, data)
     t0 = time.perf_counter()
@@ -106,47 +113,81 @@ def done_ids(out: Path) -> set[str]:
     return {json.loads(line)["run"] for line in out.read_text().splitlines() if line.strip()}
 
 
-def main() -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None, help=f"default {OUT}; --quick: a temp file")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="worker processes (0: run in this process)")
     ap.add_argument("--limit", type=int, default=0, help="record at most this many new runs")
-    args = ap.parse_args()
+    ap.add_argument("--preset", default="cpu", help="the grid's preset (default cpu)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="train/max_epochs of every run (default: the preset's, 14 at cpu)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: the grid's first healthy run at the tiny preset, 2 "
+                         "epochs, in this process, to a temp file")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.preset, args.epochs, args.limit, args.workers = "tiny", 2, 1, 0
+        args.out = args.out or Path(tempfile.mkdtemp(prefix="tp-labels-quick-")) / "runs.jsonl"
+    args.out = args.out or OUT
+    return args
+
+
+def record(rec: dict, out: Path, i: int, total: int, t0: float) -> None:
+    """Append one run's line to ``out`` and print its last epoch."""
+    from ptycho_model.train import json_safe
+
+    with out.open("a") as f:
+        f.write(json.dumps(json_safe(rec), allow_nan=False) + "\n")
+    last = rec["rows"][-1]
+    print(f"[{i}/{total} {time.perf_counter() - t0:6.0f} s] {rec['run']:28s} "
+          f"val {last['val_loss']:.3g} amp_ssim {last['amp_ssim']:.3f} "
+          f"(const {last['amp_ssim_constant']:.3f}) amp_iqr {last['amp_iqr']:.3g} "
+          f"flag {last['collapse_kind']}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Record the runs not yet in ``--out``; 0 when none failed."""
+    args = parse(argv)
     _common.banner("collapse labels: recording", vars(args))
     from ptycho_model.presets import preset_config
-    from ptycho_model.train import json_safe
     from tune_ptycho.storage.dataset_cache import get_datasets
 
     cache = os.environ.get("TUNE_PTYCHO_BENCH_CACHE",
                            str(Path(os.environ.get("TMPDIR", "/tmp")) / "tune-ptycho-bench-cache"))
-    get_datasets(preset_config("cpu").data, cache)  # once, before the workers read it
-    for _run_id, _, over, seed in runs():  # every config checked before any run starts
-        preset_config("cpu", {**over, "train/seed": seed})
+    get_datasets(preset_config(args.preset).data, cache)  # once, before the workers read it
     done = done_ids(args.out)
     todo = [r for r in runs() if r[0] not in done]
+    if args.quick:  # a constant LR: valid at any epoch count (the warmup arms need > 6)
+        todo = [r for r in todo if r[1].startswith("healthy")]
     if args.limit:
         todo = todo[: args.limit]
+    for _run_id, _, over, seed in todo:  # every config checked before any run starts
+        preset_config(args.preset, {**over, "train/seed": seed,
+                                    **({"train/max_epochs": args.epochs} if args.epochs else {})})
     print(f"{len(done)} runs recorded, {len(todo)} to go -> {args.out}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futs = {pool.submit(train_one, *r, cache): r[0] for r in todo}
-        for i, fut in enumerate(as_completed(futs), 1):
-            try:
-                rec = fut.result()
-            except Exception as e:  # noqa: BLE001 - one failed run must not cost the others
-                print(f"[{i}/{len(todo)}] {futs[fut]}: failed: {type(e).__name__}: {e}",
-                      flush=True)
-                continue
-            with args.out.open("a") as f:
-                f.write(json.dumps(json_safe(rec), allow_nan=False) + "\n")
-            last = rec["rows"][-1]
-            print(f"[{i}/{len(todo)} {time.perf_counter() - t0:6.0f} s] {rec['run']:28s} "
-                  f"val {last['val_loss']:.3g} amp_ssim {last['amp_ssim']:.3f} "
-                  f"(const {last['amp_ssim_constant']:.3f}) amp_iqr {last['amp_iqr']:.3g} "
-                  f"flag {last['collapse_kind']}", flush=True)
-    print(f"recorded {len(todo)} runs in {time.perf_counter() - t0:.0f} s")
+    extra = (args.preset, args.epochs)
+    failed = 0
+    if args.workers <= 0:
+        for i, r in enumerate(todo, 1):
+            record(train_one(*r, cache, *extra), args.out, i, len(todo), t0)
+    else:
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            futs = {pool.submit(train_one, *r, cache, *extra): r[0] for r in todo}
+            for i, fut in enumerate(as_completed(futs), 1):
+                try:
+                    rec = fut.result()
+                except Exception as e:  # noqa: BLE001 - one failed run must not cost the others
+                    print(f"[{i}/{len(todo)}] {futs[fut]}: failed: {type(e).__name__}: {e}",
+                          flush=True)
+                    failed += 1
+                    continue
+                record(rec, args.out, i, len(todo), t0)
+    print(f"recorded {len(todo) - failed} runs in {time.perf_counter() - t0:.0f} s")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -24,6 +24,8 @@ The positives are the collapsed and broke runs, the negatives the healthy and re
 never-learned run is listed with what the rule did and counted apart.
 
     python bench/collapse_rule.py
+    python bench/collapse_rule.py --quick    # smoke: the recorded runs of seeds 0 and 1, the
+                                             # table to a temp file (nothing written to docs/)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import itertools
 import json
 import statistics
 import subprocess
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -212,13 +215,34 @@ def _f(v, digits: int = 3) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
-def main() -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=Path, default=RUNS)
-    ap.add_argument("--table", type=Path, default=TABLE)
-    args = ap.parse_args()
+    ap.add_argument("--table", type=Path, default=None, help=f"default {TABLE}; --quick: a temp "
+                                                             "file")
+    ap.add_argument("--seeds", type=int, default=0,
+                    help="read only the runs of training seeds below this (0: all)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: the recorded runs of seeds 0 and 1 (both halves), the "
+                         "table to a temp file")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds = 2
+        args.table = args.table or Path(tempfile.mkdtemp(prefix="tp-rule-quick-")) / "labels.md"
+    args.table = args.table or TABLE
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Label the recorded runs, score the rule before and after, write the table; 0."""
+    args = parse(argv)
     _common.banner("collapse rule against labels", vars(args))
     recs = [json.loads(x) for x in args.runs.read_text().splitlines() if x.strip()]
+    if args.seeds:
+        recs = [r for r in recs if r["seed"] < args.seeds]
+    if not recs:
+        raise SystemExit(f"{args.runs}: no recorded run" + (f" of a seed below {args.seeds}"
+                                                            if args.seeds else ""))
     runs = []
     for rec in sorted(recs, key=lambda r: r["run"]):
         lab, ep = label(rec)
@@ -259,7 +283,8 @@ def main() -> None:
             print(f"  {r.rec['run']:28s} {r.label:10s} rule {kind}@{ep}")
     write_table(runs, defaults, args.table, args.runs)
     print(f"\nwrote {args.table}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -19,24 +19,52 @@ objective a trial ended with (what Optuna ranks: the current val_loss at the sto
 best_val_loss seen at any epoch is shown beside it. Optuna's seeded TPE sees different values
 from stopped trials, so after the seed arms and the random start-up trials the two arms may
 sample different configurations: that is part of what is measured.
+
+The arms run interleaved (early hyperband full early hyperband full ..., ``--repeats`` each,
+default 5, the same seed each time: what differs is the asynchronous scheduling), and every ratio
+is taken per repeat round: early / full (epochs < 0.40, best objective <= 1.05, wall reported)
+and hyperband / early (epochs, wall, best objective: reported, no target). Their min / median /
+max and verdicts go to ``docs/bench/results/early_stopping.json``. Refused on a loaded machine
+unless ``--allow-load``.
+
+    python bench/early_stopping.py           # cpu preset, full space, 12 trials x 12 epochs
+    python bench/early_stopping.py --quick   # smoke: tiny, 1 trial x 2 epochs, 1 repeat
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import time
 
 import _common  # noqa: F401
-from _common import LocalRay, banner, read_trials, table, verdict
+from _common import (
+    LocalRay,
+    Measure,
+    add_timing_args,
+    banner,
+    check_load,
+    check_repeats,
+    interleave,
+    read_trials,
+    result_dir,
+    table,
+)
+from _results import Target, figure, publish
 
+SCRIPT = "bench/early_stopping.py"
+# the schedulers, the collapse rule, the searcher and the trials they stop
+MODULES = ["ptycho_model", "trainables", "tune_ptycho/run", "search_spaces"]
 ARMS = {
     "early": [],
     "hyperband": ["--scheduler", "hyperband"],
     "full": ["--no-asha", "--collapse-ratio", "1e6", "--flat-std", "0"],
 }
+EPOCHS_TARGET = Target("<", 0.40)
+OBJECTIVE_TARGET = Target("<=", 1.05)
 
 
-def parse() -> argparse.Namespace:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="cpu")
     p.add_argument("--space", default="full")
@@ -45,11 +73,19 @@ def parse() -> argparse.Namespace:
                    help="max epochs per trial (default 12; the full space needs > 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-concurrent", type=int, default=2)
-    p.add_argument("--order", default="early,hyperband,full")
+    p.add_argument("--order", default="early,hyperband,full",
+                   help="the arms, in the order each repeat runs them")
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--keep", action="store_true")
-    p.add_argument("--quick", action="store_true", help="smoke run: tiny, 4 trials x 6 epochs")
-    return p.parse_args()
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: tiny, 1 trial x 2 epochs, 1 repeat, no warm-up study")
+    add_timing_args(p)
+    args = p.parse_args(argv)
+    args.order = [a.strip() for a in args.order.split(",") if a.strip()]
+    bad = [a for a in args.order if a not in ARMS]
+    if bad or not args.order or len(set(args.order)) != len(args.order):
+        p.error(f"--order {','.join(args.order)}: give distinct arms of {', '.join(ARMS)}")
+    return args
 
 
 def outcome(rows: list[dict], max_epochs: int) -> str:
@@ -78,66 +114,86 @@ def summarise(trials: dict[str, list[dict]], max_epochs: int) -> dict:
     }
 
 
-def main() -> None:
-    args = parse()
+def one_arm(r: LocalRay, args: argparse.Namespace, arm: str, i: int, log: list) -> Measure:
+    """One study of ``arm``: epochs spent, wall of the run call, best objective."""
+    name = f"es-{arm}-{i}"
+    code, wall, exp = r.run_cli(name, [
+        "--preset", args.preset, "--space", args.space,
+        "--num-samples", str(args.num_samples), "--max-epochs", str(args.epochs),
+        "--max-concurrent", str(args.max_concurrent), "--cpus-per-trial", "1",
+        "--seed", str(args.seed), *ARMS[arm]])
+    s = summarise(read_trials(exp), args.epochs)
+    if code != 0 or not s["trials"]:
+        raise SystemExit(f"study {name} failed: exit {code}, {s['trials']} trials; see above")
+    log.append([arm, i + 1, s["trials"], s["epochs"],
+                f"{s['epochs'] / (args.num_samples * args.epochs):.0%}", wall,
+                s["best_objective"], s["best_val_loss"], s["outcomes"]])
+    print(f"  {wall:.0f} s, {s['epochs']} epochs", flush=True)
+    return {"epochs": float(s["epochs"]), "wall_s": wall, "best_objective": s["best_objective"],
+            "best_val_loss": s["best_val_loss"]}
+
+
+def early_vs_full(runs) -> list:
+    """The targets: ASHA + collapse rule against every trial to the end, per repeat round."""
+    ep = runs.ratios("early", "full", "epochs")
+    obj = runs.ratios("early", "full", "best_objective")
+    return [
+        figure("epochs early / full", ep, target=EPOCHS_TARGET),
+        figure("best objective early / full", obj, target=OBJECTIVE_TARGET),
+        figure("both together: max(epochs / 0.40, objective / 1.05)",
+               [max(e / 0.40, o / 1.05) for e, o in zip(ep, obj, strict=True)],
+               target=Target("<", 1.0), note="< 1: epochs < 40% AND objective within 5%"),
+        figure("wall time early / full", runs.ratios("early", "full", "wall_s")),
+        figure("best val_loss (any epoch) early / full",
+               runs.ratios("early", "full", "best_val_loss")),
+    ]
+
+
+def hyperband_vs_asha(runs) -> list:
+    """Reported, no target: what reproducible stops cost against ASHA."""
+    return [figure(f"hyperband / ASHA {what}", runs.ratios("hyperband", "early", key),
+                   note="reported, no target")
+            for what, key in (("epochs", "epochs"), ("wall time", "wall_s"),
+                              ("best objective", "best_objective"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    args = parse(argv)
     if args.quick:
-        args.preset, args.num_samples, args.epochs = "tiny", 4, 6
+        args.preset, args.num_samples, args.epochs = "tiny", 1, 2
+    repeats = check_repeats(args.repeats, args.quick)
+    settings = {"preset": args.preset, "space": args.space, "trials": args.num_samples,
+                "max epochs": args.epochs, "seed": args.seed,
+                "max concurrent": args.max_concurrent, "order": args.order, "repeats": repeats,
+                "quick": args.quick}
     banner("early stopping: ASHA, HyperBand (+ collapse rule) vs every trial to the end",
-           {"preset": args.preset, "space": args.space, "trials": args.num_samples,
-            "max epochs": args.epochs, "seed": args.seed, "max concurrent": args.max_concurrent,
-            "quick": args.quick})
-    res = {}
+           settings)
+    load = check_load(args.allow_load, args.quick)
+    log: list[list] = []
+    pairs = [(a, b) for a, b in (("early", "full"), ("hyperband", "early"))
+             if a in args.order and b in args.order]
     with LocalRay(num_cpus=args.num_cpus, keep=args.keep, prefix="tpbe") as r:
-        print(f"Ray started in {r.start_s:.1f} s (not counted)", flush=True)
+        print(r.started_line(), flush=True)
         r.warm_dataset(args.preset)
-        print(f"untimed warm-up study: {r.warm_up(args.preset):.1f} s", flush=True)
-        for arm in args.order.split(","):
-            print(f"arm {arm}: {' '.join(ARMS[arm]) or '(ASHA + collapse rule, defaults)'} ...",
-                  flush=True)
-            code, wall, exp = r.run_cli(f"es-{arm}", [
-                "--preset", args.preset, "--space", args.space,
-                "--num-samples", str(args.num_samples), "--max-epochs", str(args.epochs),
-                "--max-concurrent", str(args.max_concurrent), "--cpus-per-trial", "1",
-                "--seed", str(args.seed), *ARMS[arm]])
-            s = summarise(read_trials(exp), args.epochs)
-            res[arm] = {**s, "wall": wall, "exit": code}
-            print(f"  {wall:.0f} s, {s['epochs']} epochs", flush=True)
+        if not args.quick:
+            print(f"untimed warm-up study: {r.warm_up(args.preset):.1f} s", flush=True)
+        arms = {a: (lambda i, a=a: one_arm(r, args, a, i, log)) for a in args.order}
+        runs = interleave(arms, repeats, pairs)
 
     print()
-    print(table(["arm", "exit", "trials", "epochs spent", "of max", "wall s", "best objective",
-                 "best val_loss (any epoch)", "outcomes"],
-                [[a, v["exit"], v["trials"], v["epochs"],
-                  f"{v['epochs'] / (args.num_samples * args.epochs):.0%}", v["wall"],
-                  v["best_objective"], v["best_val_loss"], v["outcomes"]]
-                 for a, v in res.items()]))
-    if "early" in res and "full" in res:
-        e, f = res["early"], res["full"]
-        ep, wall, obj = e["epochs"] / f["epochs"], e["wall"] / f["wall"], \
-            e["best_objective"] / f["best_objective"]
-        print()
-        print(table(["ratio early / full", "value", "target"], [
-            ["epochs spent", ep, "< 0.40"],
-            ["wall time", wall, "-"],
-            ["best objective", obj, "<= 1.05"],
-            ["best val_loss (any epoch)", e["best_val_loss"] / f["best_val_loss"], "-"],
-        ]))
-        print()
-        verdict("epochs early / full", ep, "< 0.40", ep < 0.40)
-        verdict("best objective early / full", obj, "<= 1.05", obj <= 1.05)
-        verdict("both together", max(ep / 0.40, obj / 1.05), "< 1 (epochs < 40% AND objective "
-                "within 5%)", ep < 0.40 and obj <= 1.05)
-    if "early" in res and "hyperband" in res:  # reported, no target: the price of reproducing
-        e, h = res["early"], res["hyperband"]
-        print()
-        print(table(["ratio hyperband / early (ASHA)", "value"], [
-            ["epochs spent", h["epochs"] / e["epochs"]],
-            ["wall time", h["wall"] / e["wall"]],
-            ["best objective", h["best_objective"] / e["best_objective"]],
-        ]))
-        for what, key in (("epochs", "epochs"), ("wall time", "wall"),
-                          ("best objective", "best_objective")):
-            print(f"RESULT hyperband / ASHA {what}: {h[key] / e[key]:.3f} (reported, no target)")
+    print(table(["arm", "repeat", "trials", "epochs spent", "of max", "wall s",
+                 "best objective", "best val_loss (any epoch)", "outcomes"], log))
+    figures = []
+    if ("early", "full") in pairs:
+        figures += early_vs_full(runs)
+    if ("hyperband", "early") in pairs:
+        figures += hyperband_vs_asha(runs)
+    figures += [figure(f"epochs spent, {a}", runs.values(a, "epochs")) for a in args.order]
+    publish(SCRIPT, MODULES, settings, figures, load_start=load, started=started,
+            quick=args.quick, out_dir=result_dir(args.out_dir, args.quick))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

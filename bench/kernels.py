@@ -410,7 +410,7 @@ def option_row(preset: str, data, option: str, steps: int, base_s: float,
 
 
 # ------------------------------------------------------------------ main
-def parse() -> argparse.Namespace:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--presets", default="tiny,cpu,stage_a",
                    help="comma-separated presets (default: tiny,cpu,stage_a)")
@@ -430,7 +430,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--no-peer", action="store_true", help="skip the neuraloperator comparison")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: tiny only, 2 repeats, 2 steps, a 1024 matmul, no compile")
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 _T0 = time.perf_counter()
@@ -440,8 +440,9 @@ def say(msg: str) -> None:
     print(f"[{time.perf_counter() - _T0:6.1f} s] {msg}", flush=True)
 
 
-def main() -> None:
-    args = parse()
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark with ``argv`` (the command line's by default); 0 when it ran."""
+    args = parse(argv)
     torch.set_num_threads(1)
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     options = [o.strip() for o in args.options.split(",") if o.strip()]
@@ -594,7 +595,8 @@ def main() -> None:
         if r[1] == "former FFT path" and r[3]:
             verdict(f"step speedup of the matmul DFT path over the former FFT path, {r[0]}",
                     1.0 / r[3], "> 1.0", 1.0 / r[3] > 1.0)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

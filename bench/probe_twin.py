@@ -8,7 +8,7 @@ the `cpu` preset with each probe over several seeds (through `fit`, no Ray) and 
 amp SSIM and twin SSIM per run, and the spread of amp SSIM per probe.
 
     python bench/probe_twin.py            # 3 seeds x 2 probes, 25 epochs: ~5 min on 2 cores
-    python bench/probe_twin.py --quick    # 2 seeds, 3 epochs
+    python bench/probe_twin.py --quick    # smoke: tiny preset, 1 seed, 2 epochs, in this process
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 
-def one_run(probe: str, seed: int, epochs: int) -> dict:
+def one_run(probe: str, seed: int, epochs: int, preset: str = "cpu") -> dict:
+    """One fit of ``preset`` with ``probe``: its best weights' val_loss, amp and twin SSIM."""
     import torch
 
     torch.set_num_threads(1)
@@ -29,7 +30,7 @@ def one_run(probe: str, seed: int, epochs: int) -> dict:
     from ptycho_model.presets import preset_config
     from ptycho_model.train import fit
 
-    cfg = preset_config("cpu", {"data/probe": probe, "train/seed": seed, "collapse/stop": False,
+    cfg = preset_config(preset, {"data/probe": probe, "train/seed": seed, "collapse/stop": False,
                                 "train/max_epochs": epochs, "train/eval_every": 0})
     t0 = time.perf_counter()
     final = fit(cfg, simulate(cfg.data)).final
@@ -39,19 +40,27 @@ def one_run(probe: str, seed: int, epochs: int) -> dict:
             "constant": final[p + names.AMP_SSIM_CONSTANT], "s": time.perf_counter() - t0}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Fit each probe over the seeds and print the spread of amp SSIM; 0."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=25)
-    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args()
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                    help="worker processes (0: run in this process)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: tiny preset, 1 seed, 2 epochs, in this process")
+    a = ap.parse_args(argv)
     if a.quick:
-        a.seeds, a.epochs = 2, 3
-    jobs = [(p, s, a.epochs) for p in ("ideal_disk", "asymmetric") for s in range(a.seeds)]
-    with ProcessPoolExecutor(a.workers) as ex:
-        rows = list(ex.map(one_run, *zip(*jobs, strict=True)))
-    print(f"cpu preset, {a.epochs} epochs, seeds 0..{a.seeds - 1}, best-val_loss weights")
+        a.preset, a.seeds, a.epochs, a.workers = "tiny", 1, 2, 0
+    jobs = [(p, s, a.epochs, a.preset) for p in ("ideal_disk", "asymmetric")
+            for s in range(a.seeds)]
+    if a.workers <= 0:
+        rows = [one_run(*job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(a.workers) as ex:
+            rows = list(ex.map(one_run, *zip(*jobs, strict=True)))
+    print(f"{a.preset} preset, {a.epochs} epochs, seeds 0..{a.seeds - 1}, best-val_loss weights")
     print(f"{'probe':11s} {'seed':>4s} {'best_val':>9s} {'amp_ssim':>9s} {'twin':>7s} "
           f"{'const':>6s} {'s':>6s}")
     for r in rows:
@@ -65,7 +74,8 @@ def main() -> None:
         print(f"{probe}: amp SSIM {min(ss):.3f}-{max(ss):.3f} (spread {spread:.3f}), "
               f"twin higher in {sum(t > s for s, t in zip(ss, tw, strict=True))}/{len(ss)} runs, "
               f"val_loss {statistics.mean(vl):.4f} mean")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -15,6 +15,15 @@ child's stdout (timestamped as lines arrive) and its trial's result.json:
 
 An untimed ``python -c "import tune_ptycho.cli, ray, torch"`` first warms the page cache.
 Whatever the child leaves running in its session is killed afterwards, by process id.
+
+The modes run interleaved (on off on off ..., ``--repeats`` each, default 5); each time's min /
+median / max, and the dashboard's cost (on - off, per repeat pair), go to
+``docs/bench/results/startup.json`` (reported, no target). Refused on a loaded machine unless
+``--allow-load``. ``--ray-address`` makes each child join a running Ray instead of starting one
+(a smoke of the code path: Ray's start-up is then not in the times).
+
+    python bench/startup.py                  # dashboard on and off, 5 runs each
+    python bench/startup.py --quick          # smoke: 1 run per mode, 1 epoch, temp JSON
 """
 
 from __future__ import annotations
@@ -29,28 +38,60 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import RAY_ENV, REPO, banner, median, read_trials, short_tmp, table
+from _common import (
+    RAY_ENV,
+    REPO,
+    Measure,
+    add_timing_args,
+    banner,
+    check_load,
+    check_repeats,
+    interleave,
+    read_trials,
+    result_dir,
+    short_tmp,
+    table,
+)
+from _results import figure, publish
 
 from tests.procs import kill_session  # the tests' own: by session id, never `ray stop`
 
+SCRIPT = "bench/startup.py"
+MODULES = ["tune_ptycho", "trainables", "ptycho_model"]  # what the driver imports and runs
+TIMES = ("experiment", "trial_start", "first_epoch", "exit_s")  # seconds after Popen
 
-def parse() -> argparse.Namespace:
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--modes", default="on,off", help="dashboard modes to run (default on,off)")
-    p.add_argument("--repeats", type=int, default=2, help="runs per mode (default 2)")
+    p.add_argument("--modes", default="on,off",
+                   help="dashboard modes, the arms (default on,off)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--timeout", type=float, default=240.0, help="seconds per run before a kill")
+    p.add_argument("--ray-address", default=None,
+                   help="the children join this Ray instead of starting their own (a smoke: "
+                        "Ray's start-up is then not measured)")
     p.add_argument("--keep", action="store_true")
-    p.add_argument("--quick", action="store_true", help="smoke run: one run per mode, 1 epoch")
-    return p.parse_args()
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: one run per mode, 1 epoch, no page-cache warm-up, JSON to "
+                        "a temp dir")
+    add_timing_args(p)
+    args = p.parse_args(argv)
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in args.modes if m not in ("on", "off")]
+    if bad or not args.modes or len(set(args.modes)) != len(args.modes):
+        p.error(f"--modes {','.join(args.modes)}: give on, off or both, once each")
+    return args
 
 
-def one_run(mode: str, i: int, root: Path, cache: Path, epochs: int, timeout: float) -> dict:
+def one_run(mode: str, i: int, root: Path, cache: Path, epochs: int, timeout: float,
+            address: str | None = None) -> dict:
     ray_tmp = short_tmp("tpbs")
     name = f"startup-{mode}-{i}"
     env = dict(os.environ, **RAY_ENV, RAY_TMPDIR=ray_tmp, TUNE_PTYCHO_CACHE=str(cache),
                PYTHONUNBUFFERED="1")
     env.pop("RAY_ADDRESS", None)
+    if address:
+        env["RAY_ADDRESS"] = address
     cmd = [sys.executable, "-m", "tune_ptycho.cli", "run", "--preset", "tiny", "--space", "seeds",
            "--num-samples", "1", "--max-epochs", str(epochs), "--no-progress",
            "--storage", str(root / "runs"), "--name", name]
@@ -92,28 +133,47 @@ def one_run(mode: str, i: int, root: Path, cache: Path, epochs: int, timeout: fl
     return out
 
 
-def main() -> None:
-    args = parse()
+def measured(run: dict) -> Measure:
+    """The times of one run; a run that never reached its first epoch ends the benchmark."""
+    if run["exit"] != 0 or run["first_epoch"] is None or run["experiment"] is None:
+        raise SystemExit(f"run with dashboard {run['mode']} failed (exit {run['exit']}); "
+                         "see its output above")
+    return {k: float(run[k]) for k in TIMES}
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    args = parse(argv)
     if args.quick:
-        args.repeats, args.epochs = 1, 1
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        args.epochs = 1
+    repeats = check_repeats(args.repeats, args.quick)
+    modes = args.modes
+    settings = {"modes (dashboard)": modes, "repeats": repeats, "epochs": args.epochs,
+                "joined Ray": bool(args.ray_address), "quick": args.quick}
     banner("startup: `tune-ptycho run` to the first trial's first epoch (subprocess, own Ray)",
-           {"modes (dashboard)": modes, "repeats": args.repeats, "epochs": args.epochs,
-            "quick": args.quick})
+           settings)
+    load = check_load(args.allow_load, args.quick)
     root = Path(short_tmp("tpbs"))
     cache = root / "cache"
+    results: list[dict] = []
+
+    def arm(mode: str):
+        def one(i: int) -> Measure:
+            results.append(one_run(mode, i, root, cache, args.epochs, args.timeout,
+                                   args.ray_address))
+            return measured(results[-1])
+        return one
+
     try:
         from ptycho_model.presets import preset_config
         from tune_ptycho.storage.dataset_cache import get_datasets
 
         get_datasets(preset_config("tiny").data, cache, log=lambda s: None)
-        subprocess.run([sys.executable, "-c", "import tune_ptycho.cli, ray, torch"],
-                       cwd=str(REPO), check=False)
-        results = []
-        for i in range(args.repeats):
-            for mode in (modes if i % 2 == 0 else modes[::-1]):  # alternate the order
-                print(f"run {i + 1}/{args.repeats}, dashboard {mode} ...", flush=True)
-                results.append(one_run(mode, i, root, cache, args.epochs, args.timeout))
+        if not args.quick:  # a smoke skips the page-cache warm-up (one more fresh Python)
+            subprocess.run([sys.executable, "-c", "import tune_ptycho.cli, ray, torch"],
+                           cwd=str(REPO), check=False)
+        runs = interleave({m: arm(m) for m in modes}, repeats,
+                          [("on", "off")] if len(modes) == 2 else [])
     finally:
         if args.keep:
             print(f"(kept {root})")
@@ -126,24 +186,20 @@ def main() -> None:
                  "first epoch end", "process exit", "leftover pids killed"],
                 [[r["mode"], r["exit"], r["dashboard"], r["experiment"], r["trial_start"],
                   r["first_epoch"], r["exit_s"], r["leftover"]] for r in results]))
-    print()
-    summary = []
+    figures = []
     for mode in modes:
-        rs = [r for r in results if r["mode"] == mode and r["first_epoch"] is not None]
-        if rs:
-            summary.append([mode, len(rs), median([r["experiment"] for r in rs if r["experiment"]]),
-                            median([r["trial_start"] for r in rs]),
-                            median([r["first_epoch"] for r in rs]),
-                            median([r["exit_s"] for r in rs])])
-    print("medians")
-    print(table(["dashboard", "runs", "'experiment' line", "trial start", "first epoch end",
-                 "process exit"], summary))
-    for row in summary:
-        print(f"RESULT dashboard {row[0]}: t(first epoch end) - t0 = {row[4]:.1f} s, "
-              f"t(trial start) - t0 = {row[3]:.1f} s (no target: reported)")
-    if len(summary) == 2:
-        print(f"RESULT dashboard on - off, to first epoch: {summary[0][4] - summary[1][4]:+.1f} s")
+        figures += [figure(f"dashboard {mode}: t(first epoch end) - t0",
+                           runs.values(mode, "first_epoch"), unit="s"),
+                    figure(f"dashboard {mode}: t(trial start) - t0",
+                           runs.values(mode, "trial_start"), unit="s")]
+    if len(modes) == 2:
+        on, off = runs.values("on", "first_epoch"), runs.values("off", "first_epoch")
+        figures.append(figure("dashboard on - off, to first epoch (per repeat pair)",
+                              [a - b for a, b in zip(on, off, strict=True)], unit="s"))
+    publish(SCRIPT, MODULES, settings, figures, load_start=load, started=started,
+            quick=args.quick, out_dir=result_dir(args.out_dir, args.quick))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -32,7 +32,7 @@ from _common import banner, median, table, verdict
 UPSTREAM_S_PER_EPOCH = 35.0  # upstream Stage A, RTX 3090 (docs/calibration.md, "Cost")
 
 
-def parse() -> argparse.Namespace:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--presets", default="tiny,cpu,stage_a",
                    help="comma-separated presets (default: tiny,cpu,stage_a)")
@@ -47,7 +47,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--quick", action="store_true",
                    help="smoke run: tiny,cpu + stage_a with 1 timed batch, 2 fit epochs")
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 def sync(device) -> None:
@@ -128,8 +128,9 @@ def fit_epochs(cfg, data, device, epochs: int) -> tuple[float, float]:
     return median(plain[1:] if len(plain) > 1 else plain), median(evals)
 
 
-def main() -> None:
-    args = parse()
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark with ``argv`` (the command line's by default); 0 when it ran."""
+    args = parse(argv)
     import torch
 
     from ptycho_model.device import resolve_device
@@ -213,6 +214,7 @@ def main() -> None:
         verdict(f"stage_a s/epoch / upstream 35 s ({best[1]}, {device.type}, extrapolated)",
                 best[5], "<= 1.0 on a GPU; a CPU is not expected to meet it",
                 best[5] <= 1.0 if device.type == "cuda" else None)
+    return 0
 
 
 def device_line_short(device) -> str:
@@ -224,4 +226,4 @@ def device_line_short(device) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -44,7 +44,8 @@ Defaults, sized for about 30 minutes on 2 cores (a cpu-preset epoch took 9-10 s 
 job's shape at about 2.5x the time), a budget of 32 epochs (4 trials run to the end), seeds
 0,1,2. At 8 epochs the cpu preset's ASHA grace (10 of its 14 epochs) keeps its share: 6, as for
 any ``tune-ptycho run --max-epochs 8`` (``--tp-args '--grace-period 2'`` gives the plain quarter
-of the run it had before). ``--quick``: tiny preset, 6 epochs, budget 24, seed 0.
+of the run it had before). ``--quick``: tiny preset, 2 epochs, budget 2, seed 0, no warm-up
+study: a smoke of every arm's code path in seconds.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ PEERS = ARMS[1:]
 WITHIN = 1.05  # "reached": within 5% of the best value any arm found
 
 
-def parse() -> argparse.Namespace:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="cpu")
     p.add_argument("--space", default="full")
@@ -83,9 +84,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--max-concurrent", type=int, default=2)
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--keep", action="store_true")
-    p.add_argument("--quick", action="store_true", help="smoke run: tiny, 6 epochs, budget 24, "
-                   "seed 0")
-    return p.parse_args()
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny, 2 epochs, budget 2, "
+                   "seed 0, no warm-up study")
+    return p.parse_args(argv)
 
 
 # ------------------------------------------------------------------ arms
@@ -277,10 +278,11 @@ def spread(xs: list[float]) -> str:
 
 
 # ------------------------------------------------------------------ main
-def main() -> None:
-    args = parse()
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark with ``argv`` (the command line's by default); 0 when it ran."""
+    args = parse(argv)
     if args.quick:
-        args.preset, args.epochs, args.budget, args.seeds = "tiny", 6, 24, "0"
+        args.preset, args.epochs, args.budget, args.seeds = "tiny", 2, 2, "0"
     from ptycho_model.presets import preset_config
 
     args.epochs = args.epochs or preset_config(args.preset).train.max_epochs
@@ -298,9 +300,10 @@ def main() -> None:
                              "quick": args.quick})
     runs: dict[tuple[str, int], dict] = {}
     with LocalRay(num_cpus=args.num_cpus, keep=args.keep, prefix="tpbv") as r:
-        print(f"Ray started in {r.start_s:.1f} s (not counted)", flush=True)
+        print(r.started_line(), flush=True)
         r.warm_dataset(args.preset)
-        print(f"untimed warm-up study: {r.warm_up(args.preset):.1f} s", flush=True)
+        if not args.quick:
+            print(f"untimed warm-up study: {r.warm_up(args.preset):.1f} s", flush=True)
         from tune_ptycho.storage.dataset_cache import get_datasets
 
         test = get_datasets(preset_config(args.preset).data, r.cache, log=lambda _: None)[0].test
@@ -330,6 +333,7 @@ def main() -> None:
         for k, s in scores.items():
             s["ssim"] = winner_ssim(runs[k], s, test)
     report(args, arms, seeds, runs, scores)
+    return 0
 
 
 def report(args, arms, seeds, runs, scores) -> None:
@@ -394,4 +398,4 @@ def report(args, arms, seeds, runs, scores) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -53,19 +53,36 @@ def pytest_unconfigure(config) -> None:
 SHARED_BUILDS = ("tiny_experiment",)  # session fixtures worth building once, not once per process
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items) -> None:
-    """Order and group the tests for two test processes (pyproject's ``-n 2``).
+def pytest_itemcollected(item) -> None:
+    """The tests that read a shared build run in one process (an ``xdist_group`` per build), so
+    it is built once. Marked as each test is collected, before any ``modifyitems`` hook:
+    pytest-xdist turns the marks into groups in its own."""
+    for name in SHARED_BUILDS:
+        if name in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(name))
 
-    The tests that read a shared build run in one process (an ``xdist_group`` per build), so it is
-    built once. The ``slow`` tests come first, so that the two processes take them up side by side
-    and the quick ones fill in at the end, when one process would otherwise wait on the other.
-    Without xdist only the order changes."""
-    for item in items:
-        for name in SHARED_BUILDS:
-            if name in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(name))
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Order the tests for two test processes (pyproject's ``-n 2``): the ``slow`` tests come
+    first, so that the two processes take them up side by side and the quick ones fill in at the
+    end, when one process would otherwise wait on the other. Without xdist only the order
+    changes."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session) -> None:
+    """Fail loudly when pytest-xdist's ``--dist loadgroup`` did not group: it renames each
+    grouped test's node id (``...@group``), which pytest 9 ignores, and then every process
+    builds the shared fixtures again (pyproject pins pytest below 9 for that reason)."""
+    if not session.config.getoption("loadgroup", False):
+        return
+    spread = [i.nodeid for i in session.items
+              if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+    if spread:
+        raise pytest.UsageError(f"--dist loadgroup did not group {len(spread)} tests (e.g. "
+                                f"{spread[0]}): pytest {pytest.__version__} with this "
+                                "pytest-xdist; pyproject's test extra pins pytest below 9")
 
 
 def short_tmp(prefix: str = "tp") -> str:

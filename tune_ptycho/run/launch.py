@@ -36,14 +36,22 @@ from .searcher import repair_before_resume
 from .trackers import check_trackers, logger_callbacks, own_loggers, tracker_hints
 from .tuner import build_tuner, make_trainable, pending_trials
 
-# Quiet Ray's experiment-snapshot warnings (ray #31613) and keep relative paths working.
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-# Tune's context-aware output engine (RAY_AIR_NEW_OUTPUT=1) prints, whatever the verbosity, a
-# configuration table and "tensorboard --logdir /tmp/ray/session_.../driver_artifacts": a
-# temporary path that is gone after the run. The classic engine at verbose=0 prints nothing;
-# progress comes from our own callback, and `finish` names the experiment directory instead.
-os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+
+def _tune_env() -> None:
+    """Set Tune's switches for this process before a study (at each call, not at import: a
+    caller that restores its environment must not undo them for later studies).
+
+    Quiet Ray's experiment-snapshot warnings (ray #31613) and keep relative paths working. Tune's
+    context-aware output engine (RAY_AIR_NEW_OUTPUT=1) prints, whatever the verbosity, a
+    configuration table and "tensorboard --logdir /tmp/ray/session_.../driver_artifacts": a
+    temporary path that is gone after the run. The classic engine at verbose=0 prints nothing;
+    progress comes from our own callback, and `finish` names the experiment directory instead."""
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+
+
+_tune_env()  # also at import: Ray reads some of these when its modules load
 
 
 def default_name(spec: ExperimentSpec) -> str:
@@ -51,6 +59,7 @@ def default_name(spec: ExperimentSpec) -> str:
 
 
 def _prepare(spec: ExperimentSpec, address: str | None, dashboard: bool) -> Any:
+    _tune_env()
     url = connect(address, dashboard)
     if url:
         print(f"Ray dashboard: {url}")
