@@ -51,15 +51,15 @@ def paused_at_rung_in_snapshot(exp: Path) -> bool:
 @pytest.mark.slow
 def test_hyperband_stops_reproduce_across_runs_and_across_a_kill_and_resume(shared_ray,
                                                                             tmp_path):
-    for name in ("first", "second"):
-        assert main([*RUN, "--storage", str(tmp_path), "--name", name]) == 0
+    # One plain run; the killed-and-resumed run below, another run of the same study, must
+    # reproduce its stops (a second plain run would prove no more than that)
+    assert main([*RUN, "--storage", str(tmp_path), "--name", "first"]) == 0
     first = stops(tmp_path / "first")
     assert len(first) == N_TRIALS
     outcomes = sorted(o for _, o in first.values())
     # two brackets: 2 + 1 trials run all epochs, 2 are stopped by HyperBand at its rung (epoch 1)
     assert outcomes == [FINISHED] * 3 + [STOPPED_EARLY] * 2, first
     assert sorted(e for e, _ in first.values()) == [1, 1, EPOCHS, EPOCHS, EPOCHS]
-    assert stops(tmp_path / "second") == first
 
     # The driver is killed while a trial waits paused at the rung (Tune's snapshot says so), and
     # `resume` must rebuild the brackets: no hang, every trial once, the same stops.
