@@ -24,7 +24,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -346,10 +346,12 @@ class Table:
     path: Path
 
     @classmethod
-    def read(cls, path: Path, grid: Grid | None = None) -> Table:
-        """The table at ``path``, its grid read from its sidecar unless given. Refuses a table
-        that lacks a run of the grid (the replay proposes every point) or holds rows of another
-        grid, naming them."""
+    def read(cls, path: Path, grid: Grid | None = None,
+             seeds: tuple[int, ...] | None = None) -> Table:
+        """The table at ``path``, its grid read from its sidecar unless given. ``seeds``: only
+        these training seeds of the grid (a table still being recorded holds every point at its
+        first seed before the second). Refuses a table that lacks a run of the grid (the replay
+        proposes every point) or holds rows of another grid, naming them."""
         path = Path(path)
         if grid is None:
             meta = read_sidecar(path)
@@ -357,7 +359,13 @@ class Table:
                 raise ValueError(f"{path}: no table recorded there (no {SIDECAR} beside it): "
                                  f"run bench/replay_record.py --table {path} first")
             grid = get_grid(meta["grid"]["name"])
-        rows = read_rows(path)
+        if seeds is not None:
+            extra = sorted(set(seeds) - set(grid.seeds))
+            if extra or not seeds:
+                raise ValueError(f"training seeds {list(seeds)}: grid {grid.name!r} records "
+                                 f"seeds {list(grid.seeds)}")
+            grid = replace(grid, seeds=tuple(seeds))
+        rows = [r for r in read_rows(path) if int(r["seed"]) in grid.seeds]
         curves: dict[tuple[str, int], Curve] = {}
         epochs = set()
         for r in rows:

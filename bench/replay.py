@@ -475,8 +475,8 @@ class Context:
     arms: list[_replay.Arm]
 
     @classmethod
-    def of(cls, table_path: Path) -> Context:
-        table = _replay.Table.read(table_path)
+    def of(cls, table_path: Path, seeds: tuple[int, ...] | None = None) -> Context:
+        table = _replay.Table.read(table_path, seeds=seeds)
         spec = _replay.service_spec(table.grid)
         if spec.run.train.max_epochs != table.max_epochs:
             raise ValueError(f"{table_path}: recorded at {table.max_epochs} epochs, the preset "
@@ -533,6 +533,7 @@ class Job:
     target: float | None
     clock: str = "epoch"
     train_seed: int | None = None
+    training_seeds: tuple[int, ...] | None = None  # of the table's; None: all
 
 
 _CONTEXTS: dict[str, Context] = {}
@@ -548,9 +549,10 @@ def _quiet() -> None:
 def run_job(job: Job) -> Trace:
     """One replay (runs in a worker process: its context is built once per process)."""
     _quiet()
-    ctx = _CONTEXTS.get(job.table)
+    key = f"{job.table}|{job.training_seeds}"
+    ctx = _CONTEXTS.get(key)
     if ctx is None:
-        ctx = _CONTEXTS[job.table] = Context.of(Path(job.table))
+        ctx = _CONTEXTS[key] = Context.of(Path(job.table), job.training_seeds)
     stream = [job.seed, zlib.crc32(job.method.encode()), int(job.arms)]
     seed_rng, search_rng = (np.random.default_rng(s)
                             for s in np.random.SeedSequence(stream).spawn(2))
@@ -948,7 +950,8 @@ def run_live(ctx: Context, args: argparse.Namespace, replay: list[Trace]) -> dic
             rows = read_trials(exp)
             live = live_trace(rows, ctx.points, proposal_order(exp, rows))
             exact = run_job(Job(str(ctx.table.path), "tune-ptycho", True, s, budget,
-                                budget, None, args.clock, train_seed))
+                                budget, None, args.clock, train_seed,
+                                training_seeds=tuple(ctx.table.seeds)))
             report["seeds"].append(compare_live(s, live, exact, curves, budget, rng,
                                                 curve_fidelity(rows, ctx, train_seed),
                                                 wall or time.perf_counter() - t0))
@@ -1021,6 +1024,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=None,
                     help="replay.md and the figures (default docs/bench/replay; --quick: needed)")
     ap.add_argument("--seeds", type=int, default=30, help="searcher seeds per method")
+    ap.add_argument("--training-seeds", default=None,
+                    help="replay only these of the table's training seeds, comma-separated "
+                         "(e.g. 0 while the second seed is still being recorded; default all)")
     ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)),
                     help="budgets in x max_epochs, comma-separated")
     ap.add_argument("--cap", type=int, default=CAP,
@@ -1088,24 +1094,27 @@ def main(argv: list[str] | None = None) -> None:
         print(f"WARNING: --seeds {args.seeds}: fewer than 30 searcher seeds per method; the "
               "bands are wide and the result is not the benchmark's", flush=True)
     _quiet()
+    training_seeds = (None if args.training_seeds is None else
+                      tuple(int(x) for x in args.training_seeds.split(",")))
     try:
-        ctx = Context.of(table_path)
+        ctx = Context.of(table_path, training_seeds)
     except ValueError as e:
         raise SystemExit(str(e)) from None
     out.mkdir(parents=True, exist_ok=True)
-    _CONTEXTS[str(table_path)] = ctx
+    _CONTEXTS[f"{table_path}|{training_seeds}"] = ctx
     me = ctx.table.max_epochs
     ref = Reference.of(ctx.table, args.target_rank)
     settings = {"table": _rel(table_path), "grid": ctx.table.grid.name, "seeds": args.seeds,
                 "budgets": budgets, "cap": args.cap, "target_rank": ref.target_rank,
                 "target": ref.target, "clock": args.clock, "workers_simulated": 2,
-                "training_seed": "uniform over the recorded seeds", "methods": methods,
+                "training_seed": "uniform over the recorded seeds",
+                "training_seeds": list(ctx.table.seeds), "methods": methods,
                 "bootstrap": args.bootstrap}
     print(f"replaying {len(methods)} methods x 2 arms variants x {args.seeds} seeds on "
           f"{_rel(table_path)} ({len(ctx.table.curves)} runs, {me} epochs); target "
           f"{ref.target:.4g} ({_ordinal(ref.target_rank)}-best point)", flush=True)
     jobs = [Job(str(table_path), m, arms, s, budgets[-1] * me, args.cap * me, ref.target,
-                args.clock)
+                args.clock, training_seeds=training_seeds)
             for m in methods for arms in (True, False) for s in range(args.seeds)]
     traces = run_jobs(jobs, args.workers)
     print(f"{len(traces)} replays in {time.perf_counter() - started:.0f} s", flush=True)

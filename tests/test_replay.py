@@ -118,3 +118,9 @@ def test_record_resume_and_replay_every_method(tmp_path):
     assert res["quick"] and res["settings"]["budgets"] == [4, 10] and res["settings"]["seeds"] == 3
     assert res["figures"] and all(0 <= f["min"] <= f["max"] <= 1 for f in res["figures"])
     assert (RESULT.read_bytes() if RESULT.exists() else None) == result_before  # not docs/
+
+    # a table read at some of its training seeds: only those rows; a seed it lacks is refused
+    one = R.Table.read(replay_dir / "table.jsonl", seeds=(grid.seeds[0],))
+    assert {s for _, s in one.curves} == {grid.seeds[0]}
+    with pytest.raises(ValueError, match="records seeds"):
+        R.Table.read(replay_dir / "table.jsonl", seeds=(max(grid.seeds) + 1,))
