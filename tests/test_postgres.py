@@ -75,7 +75,10 @@ def test_a_database_lost_mid_run_stops_resumably(tmp_path_factory, tmp_path, cap
     assert p.returncode in (EXIT_TRIAL_ERRORS, EXIT_INTERRUPTED), out
     assert f"tune-ptycho resume {exp}" in out, out
     assert "Traceback" not in out, out
-    assert "the study database stopped answering" in out and "Connection refused" in out, out
+    # the cause, named: the next connection refused, or the open one cut mid-query (the kill
+    # lands at either moment)
+    assert "the study database stopped answering" in out, out
+    assert "Connection refused" in out or "server closed the connection" in out, out
     assert "Traceback" in (exp / DRIVER_ERROR_FILE).read_text()  # kept in full
 
     # while the database is still down, resume refuses before Ray, naming it
