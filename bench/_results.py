@@ -180,7 +180,7 @@ def publish(script: str, modules: Sequence[str], settings: dict[str, Any],
     path = write_result(script, modules, settings, figures, load_start=load_start,
                         duration_s=round(time.perf_counter() - started, 1), quick=quick,
                         out_dir=out_dir)
-    print(f"wrote {path}")
+    print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return path
 
 
